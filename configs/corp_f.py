@@ -1,0 +1,12 @@
+"""corp_f pretraining. Presets: '' (embedded demo), 'k400', 'ssv2', 'test'.
+
+  python -m corp_jax.main --config=configs/corp_f.py --workdir=/tmp/corp_f
+  python -m corp_jax.main --config=configs/corp_f.py:k400 \
+      --config.data.train_pattern='/data/k400/k400_train-*' --workdir=gs://bucket/corp_f_k400
+"""
+
+from corp_jax.config_defaults import pretrain_config
+
+
+def get_config(arg=None):
+  return pretrain_config("corp_f", arg)

@@ -1,0 +1,49 @@
+"""Entry point: `python -m corp_jax.main --config=configs/corp_f.py [--workdir=DIR]`.
+
+Parses flags, starts multi-host JAX if asked, and hands the locked config to the job the
+config names (`config.job`, default pretraining). Everything else lives in library code.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, optionally with a preset: configs/corp_f.py:k400",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output directory (checkpoints, logs, reports). Default: "
+    "./workdirs/<config name>[_<preset>].")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "none", ["none", "auto", "explicit"],
+    "Multi-host start-up: none, auto (TPU pods, SLURM, ...) or explicit.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
+_LOCAL_DEVICES = flags.DEFINE_integer(
+    "local_cpu_devices", 0, "CPU only: number of host devices per process (testing).")
+
+
+def _default_workdir() -> str:
+  """./workdirs/<config file stem>[_<preset>], e.g. workdirs/corp_f or workdirs/corp_f_k400."""
+  import os  # pylint: disable=g-import-not-at-top
+  spec = config_flags.get_config_filename(flags.FLAGS["config"])
+  name = os.path.splitext(os.path.basename(spec))[0]
+  raw = flags.FLAGS["config"].serialize()
+  preset = raw.split(":", 1)[1].strip("'\"") if ":" in raw.split("=", 1)[-1] else ""
+  return os.path.join("workdirs", f"{name}_{preset}" if preset else name)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from corp_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                         _PROCESS_ID.value, _LOCAL_DEVICES.value)
+  from corp_jax import jobs  # pylint: disable=g-import-not-at-top
+  jobs.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("config")
+  app.run(main)

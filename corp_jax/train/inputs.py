@@ -1,0 +1,144 @@
+"""Training inputs from `config.data`: embedded, TFRecord, TFDS or synthetic batches.
+
+Yields per-process NumPy batch dicts as in docs/CONTRACTS.md. The stream is a deterministic
+function of (seed, step), so `start_step` resumes it exactly. TensorFlow is imported only
+when a TF-based source is chosen (inside corp_jax.data).
+
+  embedded   the procedural data set, built on first use under `config.data.cache_dir`.
+  tfrecord   shards written by data_prep (`config.data.train_pattern`, required).
+  tfds       a TFDS video data set prepared in `config.data.tfds_data_dir`.
+  synthetic  random clips from NumPy, no TensorFlow: for tests, benchmarks, multi-host checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator
+
+import numpy as np
+
+SOURCES = ("embedded", "tfrecord", "tfds", "synthetic")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainInputs:
+  iterator: Iterator[dict]
+  num_videos: int | None  # videos in the training split, when known (for epochs)
+  uint8_clips: bool  # True when the accelerator does the colour augmentation
+
+
+def default_cache_dir() -> str:
+  return os.environ.get("CORP_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
+                                                       "corp_jax"))
+
+
+def synthetic_batches(*, seed: int, start_step: int, global_batch: int, process_index: int,
+                      process_count: int, num_clips: int, clip_len: int, crop_size: int,
+                      max_start: int = 64) -> Iterator[dict]:
+  """Random but learnable clips: each video is a fixed pattern; brightness grows with time.
+
+  The global batch of step s is drawn from `default_rng([seed, s])`; process p yields rows
+  [p·B/P, (p+1)·B/P) of it, so any number of processes sees the same global batch.
+  """
+  per_process = global_batch // process_count
+  lo = process_index * per_process
+  step = start_step
+  while True:
+    rng = np.random.default_rng([seed, step])
+    patterns = rng.uniform(0.0, 0.6, (global_batch, 1, 1, crop_size, crop_size, 3))
+    starts = np.stack([np.sort(rng.choice(max_start, num_clips, replace=False))
+                       for _ in range(global_batch)])
+    perm = rng.permuted(np.tile(np.arange(num_clips), (global_batch, 1)), axis=1)
+    starts = np.take_along_axis(starts, perm, axis=1)  # clip order != time order
+    frames = starts[:, :, None] + np.arange(clip_len)[None, None, :]
+    ramp = (frames / (max_start + clip_len) * 0.4)[..., None, None, None]
+    clips = np.clip(patterns + ramp, 0.0, 1.0).astype(np.float32)
+    yield {
+        "clips": clips[lo:lo + per_process],
+        "starts": starts[lo:lo + per_process].astype(np.int32),
+        "label": np.full((per_process,), -1, np.int32),
+        "video_id": np.arange(lo, lo + per_process, dtype=np.int32),
+    }
+    step += 1
+
+
+def make_train_inputs(config, *, per_process_batch: int, start_step: int) -> TrainInputs:
+  """Builds the per-process training stream described by `config.data`."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  data = config.data
+  if data.source not in SOURCES:
+    raise ValueError(f"config.data.source must be one of {SOURCES}, got {data.source!r}")
+  if data.source == "synthetic":
+    it = synthetic_batches(
+        seed=config.seed, start_step=start_step,
+        global_batch=per_process_batch * jax.process_count(),
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        num_clips=data.num_clips, clip_len=data.clip_len, crop_size=data.crop_size)
+    return TrainInputs(it, None, False)
+
+  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  num_videos = data.num_train_videos or None
+  label_key = data.label_key
+  if data.source == "embedded":
+    info = embedded_dataset(data)
+    num_videos = info["train"]["num_examples"]
+    source = info["train"]["files"]
+  elif data.source == "tfrecord":
+    if not data.train_pattern:
+      raise ValueError(
+          "config.data.train_pattern is required for config.data.source='tfrecord', e.g. "
+          "--config.data.train_pattern='/data/k400/k400_train-*' (shards from "
+          "python -m data_prep.videos_to_tfrecords)")
+    source = data.train_pattern
+    num_videos = num_videos or _videos_from_metadata(data.train_pattern)
+  else:  # tfds
+    if not data.tfds_name:
+      raise ValueError("config.data.tfds_name is required for config.data.source='tfds'")
+    from corp_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+    source = tfds_source.tfds_video_source(
+        data.tfds_name, data.tfds_data_dir, data.tfds_split, label_key=data.tfds_label_key)
+    label_key = "label"
+  it = pipeline.make_train_dataset(
+      source,
+      batch_size_per_process=per_process_batch,
+      num_clips=data.num_clips, clip_len=data.clip_len, stride=data.stride,
+      crop_size=data.crop_size, seed=config.seed, shuffle_buffer=data.shuffle_buffer,
+      label_key=label_key, augment=augment_config(data), accel_aug=bool(data.accel_aug),
+      start_step=start_step, records_per_epoch=num_videos)
+  return TrainInputs(it, num_videos, bool(data.accel_aug))
+
+
+def embedded_dataset(data) -> dict:
+  """Builds (first use) or finds the embedded data set sized by `config.data.embedded_*`."""
+  from corp_jax.data import embedded  # pylint: disable=g-import-not-at-top
+  return embedded.ensure_embedded_dataset(
+      data.cache_dir or os.path.join(default_cache_dir(), "embedded"),
+      num_train=data.embedded_num_train, num_test=data.embedded_num_test,
+      frame_size=data.embedded_frame_size, num_frames=data.embedded_num_frames)
+
+
+def augment_config(data):
+  """`config.data.aug_*` -> the pipeline's AugmentConfig (CVRL's distribution by default)."""
+  from corp_jax.data.augment_tf import AugmentConfig  # pylint: disable=g-import-not-at-top
+  return AugmentConfig(
+      crop_area_range=(data.aug_crop_area_min, 1.0), flip_prob=data.aug_flip_prob,
+      color_jitter_prob=data.aug_color_jitter_prob, brightness=data.aug_color_strength,
+      contrast=data.aug_color_strength, saturation=data.aug_color_strength,
+      hue=0.2 * data.aug_color_strength, grayscale_prob=data.aug_grayscale_prob,
+      blur_prob=data.aug_blur_prob)
+
+
+def _videos_from_metadata(pattern: str) -> int | None:
+  """Reads num_videos from NAME.metadata.json beside shards `DIR/NAME-?????-of-?????`."""
+  import json  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  match = re.match(r"(.*)-[?*0-9]{5}-of-[?*0-9]{5}$|(.*)[-_]?\*$", os.path.basename(pattern))
+  name = (match.group(1) or match.group(2)).rstrip("-_") if match else ""
+  path = os.path.join(os.path.dirname(pattern), f"{name}.metadata.json")
+  if name and os.path.exists(path):
+    with open(path) as f:
+      return int(json.load(f).get("num_videos", 0)) or None
+  return None

@@ -1,0 +1,61 @@
+"""Annotation entries, the annotation error type, and video file discovery.
+
+A `VideoEntry` is one video named by an annotation file, before class indices are assigned:
+its path (relative to the video folder, or absolute), its label text (None when unlabelled),
+where it was read from (file and 1-based line, for error messages) and a duplicate key.
+`AnnotationError` messages always start with `FILE:LINE:` (or `FILE:` for file-level errors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+# Container extensions the `folder` format and the Kinetics / HMDB lookups consider videos.
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv",
+    ".3gp", ".ogv", ".ts",
+})
+
+
+class AnnotationError(ValueError):
+  """A problem in an annotation or class-name file; the message names the file and line."""
+
+  def __init__(self, source: str, line: int | None, message: str):
+    self.source = source
+    self.line = line
+    where = f"{source}:{line}" if line is not None else source
+    super().__init__(f"{where}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEntry:
+  """One annotated video. `key` identifies it for the duplicate check (defaults to path);
+  `declared_index` is a 0-based class index the line itself states (UCF101), checked later."""
+  path: str
+  label: str | None
+  source: str
+  line: int
+  key: str = ""
+  declared_index: int | None = None
+
+  def __post_init__(self):
+    if not self.key:
+      object.__setattr__(self, "key", self.path)
+
+
+def is_video_file(filename: str) -> bool:
+  return os.path.splitext(filename)[1].lower() in VIDEO_EXTENSIONS
+
+
+def find_videos(video_dir: str) -> list[str]:
+  """Every video file under `video_dir` (recursive), as sorted paths relative to it."""
+  if not os.path.isdir(video_dir):
+    raise FileNotFoundError(f"video folder {video_dir!r} does not exist or is not a folder")
+  found = []
+  for root, dirs, files in os.walk(video_dir, followlinks=True):
+    dirs.sort()  # Deterministic walk order; the final list is sorted anyway.
+    for filename in files:
+      if is_video_file(filename) and not filename.startswith("."):
+        found.append(os.path.relpath(os.path.join(root, filename), video_dir))
+  return sorted(found)

@@ -1,0 +1,54 @@
+"""Every config file and preset loads, is locked, and has consistent values."""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from corp_jax.config_defaults import PRESETS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+                      if not p.endswith("__init__.py"))
+
+
+def _load(path):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _presets(module):
+  return getattr(module, "PRESETS", PRESETS)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+def test_every_config_and_preset_loads(path):
+  module = _load(path)
+  for preset in _presets(module):
+    config = module.get_config(preset or None)
+    assert config.is_locked
+    with pytest.raises(AttributeError):
+      config.no_such_key = 1  # typos are rejected
+
+
+def test_unknown_preset_is_a_clear_error():
+  module = _load(os.path.join(ROOT, "configs", "corp_f.py"))
+  with pytest.raises(ValueError, match="unknown preset 'k401'"):
+    module.get_config("k401")
+
+
+def test_paper_recipes():
+  corp_f = _load(os.path.join(ROOT, "configs", "corp_f.py")).get_config("k400")
+  corp_m = _load(os.path.join(ROOT, "configs", "corp_m.py")).get_config("ssv2")
+  assert (corp_f.optim.batch_size, corp_f.data.num_clips, corp_f.data.stride) == (512, 2, 2)
+  assert (corp_m.optim.batch_size, corp_m.data.num_clips, corp_m.data.stride) == (64, 4, 1)
+  for c in (corp_f, corp_m):
+    assert c.model.backbone == "r3d50"
+    assert (c.data.clip_len, c.data.crop_size) == (16, 224)
+    assert c.optim.name == "lars" and c.optim.momentum == 0.9
+    assert c.optim.weight_decay == 1e-6 and c.optim.warmup_fraction == 0.05
+    assert c.train.num_epochs == 800
+    assert c.data.source == "tfrecord" and c.data.train_pattern == ""
