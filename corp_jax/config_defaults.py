@@ -88,8 +88,8 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   t.async_checkpoints = True
   t.num_devices = 0  # 0 = all devices
 
-  c.distributed = ml_collections.ConfigDict()
-  c.distributed.mode = "none"
+  # The embedded demo ends with a cached-feature linear evaluation on both embedded labels.
+  c.eval_after_pretrain = True
   return c
 
 
@@ -110,6 +110,7 @@ def _paper(c: ml_collections.ConfigDict, stride: int) -> None:
   c.train.num_epochs = 800.0
   c.train.log_every = 100
   c.train.checkpoint_every = 2000
+  c.eval_after_pretrain = False
 
 
 def pretrain_config(objective: str, preset: str | None = None) -> ml_collections.ConfigDict:
@@ -136,5 +137,6 @@ def pretrain_config(objective: str, preset: str | None = None) -> ml_collections
     c.train.num_steps = 6
     c.train.log_every = 2
     c.train.checkpoint_every = 3
+    c.eval_after_pretrain = False
   c.lock()
   return c

@@ -6,6 +6,7 @@ config names (`config.job`, default pretraining). Everything else lives in libra
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -37,6 +38,8 @@ def _default_workdir() -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Orbax and JAX log every checkpoint step at INFO; the job prints its own progress.
+  logging.set_verbosity(logging.WARNING)
   from corp_jax.train import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value, _LOCAL_DEVICES.value)

@@ -76,7 +76,10 @@ def compute_loss(objective: Objective, z, starts, *, relate, relate_all,
   """Loss and metrics of one batch. z: [B, K, d] float32; starts: [B, K] int32."""
   if objective.name == "simclr":
     return losses.nt_xent(z, temperature=temperature)
-  zn = l2_normalize(z)
+  # The relation head sees √d-scaled unit vectors: components O(1) whatever d is, so its
+  # products (Eq. 8) and logits do not start vanishingly small (a 1/d start slowed the order
+  # task, which begins at a saddle; see DESIGN.md). The InfoNCE part normalises z itself.
+  zn = l2_normalize(z) * jnp.sqrt(jnp.float32(z.shape[-1]))
   if objective.name == "corp_f":
     # order_logits[b, a] = φ(z[b, a], z[b, 1 − a]); the label comes from starts inside.
     forward = relate(zn[:, 0], zn[:, 1])

@@ -1,0 +1,163 @@
+"""Input-pipeline throughput in clips/s per CPU core, next to the JPEG-decode-only bound.
+
+Writes a few synthetic videos of H x W JPEG frames (default 256 x 340, 64 frames) as shards
+in a temporary directory, then measures in one run, each on a tf.data private thread pool of
+`--threads` threads with single-threaded ops (so per-core figures are honest):
+
+Each figure is items per wall second and items per CPU-second of this process (all threads),
+the latter being the per-core figure that other load on a shared machine does not distort.
+
+  decode-only bound  tf.io.decode_jpeg of every frame, nothing else: frames/s, and clips/s =
+                     frames/s / T (the most a pipeline that fully decodes its frames could do);
+  cpu-aug            the training pipeline with full CPU augmentation (Sec. 3.2): sample,
+                     decode + random resized crop (only the crop window is decoded) + resize,
+                     flip, colour jitter, grayscale, blur; float32 clips;
+  accel-aug          the same pipeline with `accel_aug=True`: decode + crop + resize, uint8;
+  jax-aug            `augment_jax.augment_clips` on one uint8 batch on JAX's default device.
+
+Usage:  python benchmarks/input_pipeline.py --threads 1 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def _parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--threads", type=int, default=1, help="tf.data threads (= CPU cores)")
+  parser.add_argument("--num_videos", type=int, default=6)
+  parser.add_argument("--frames", type=int, default=64, help="frames per synthetic video")
+  parser.add_argument("--height", type=int, default=256)
+  parser.add_argument("--width", type=int, default=340)
+  parser.add_argument("--clip_len", type=int, default=16)
+  parser.add_argument("--stride", type=int, default=2)
+  parser.add_argument("--num_clips", type=int, default=2)
+  parser.add_argument("--crop_size", type=int, default=224)
+  parser.add_argument("--batch_size", type=int, default=4)
+  parser.add_argument("--seconds", type=float, default=10.0,
+                      help="measuring time per figure (in 4 alternating slices)")
+  parser.add_argument("--skip_jax", action="store_true", help="skip the JAX augmentation")
+  return parser.parse_args(argv)
+
+
+def _synthetic_frames(rng, num_frames, height, width):
+  """Smooth moving colour fields plus mild noise: JPEG sizes like real video frames."""
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+  phase = rng.uniform(0, 2 * np.pi, 3)
+  for t in range(num_frames):
+    channels = [127 + 100 * np.sin(xx / (17 + 9 * c) + yy / (23 + 5 * c) + phase[c] + 0.2 * t)
+                for c in range(3)]
+    frame = np.stack(channels, -1) + rng.normal(0, 6, (height, width, 3))
+    yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def write_videos(directory, args):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import records, shard_writer  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  serialized, all_jpegs = [], []
+  for video in range(args.num_videos):
+    jpegs = [tf.io.encode_jpeg(f, quality=90).numpy()
+             for f in _synthetic_frames(rng, args.frames, args.height, args.width)]
+    all_jpegs.extend(jpegs)
+    serialized.append(records.make_sequence_example(jpegs, label_index=video)
+                      .SerializeToString())
+  shard_writer.write_shards(directory, "bench", serialized, num_shards=2)
+  mean_kb = np.mean([len(j) for j in all_jpegs]) / 1024
+  return shard_writer.shard_pattern(directory, "bench"), all_jpegs, mean_kb
+
+
+def _rates(stream_factory, seconds, warmup_steps=2):
+  """(items per wall second, items per CPU second of this process) of one stream.
+
+  CPU seconds (all threads) make the per-core figure robust to other processes' load on a
+  shared machine; streams are built and measured one at a time, so nothing else of ours
+  runs in the background.
+  """
+  iterator, items_per_step = stream_factory()
+  for _ in range(warmup_steps):
+    next(iterator)
+  items = 0
+  wall, cpu = time.perf_counter(), time.process_time()
+  while time.perf_counter() - wall < seconds:
+    next(iterator)
+    items += items_per_step
+  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  del iterator
+  return items / wall, items / cpu
+
+
+def decode_only_stream(jpegs, args):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  ds = tf.data.Dataset.from_tensor_slices(tf.constant(jpegs)).repeat()
+  ds = ds.map(lambda j: tf.io.decode_jpeg(j, channels=3), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(32).map(lambda b: tf.reduce_max(b))  # keep decoded pixels live, return little
+  ds = pipeline.apply_threading_options(ds.prefetch(2), args.threads)
+  return iter(ds), 32
+
+
+def pipeline_stream(pattern, args, accel_aug):
+  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  ds = pipeline.build_train_dataset(
+      pattern, batch_size_per_process=args.batch_size, num_clips=args.num_clips,
+      clip_len=args.clip_len, stride=args.stride, crop_size=args.crop_size, seed=0,
+      shuffle_buffer=args.num_videos, accel_aug=accel_aug, process_index=0, process_count=1,
+      num_threads=args.threads)
+  return iter(ds), args.batch_size * args.num_clips
+
+
+def jax_clips_per_second(args):
+  import jax  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import augment_jax  # pylint: disable=g-import-not-at-top
+  shape = (args.batch_size, args.num_clips, args.clip_len, args.crop_size, args.crop_size, 3)
+  clips = jax.device_put(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
+  key = jax.random.key(0)
+  augment_jax.augment_clips(key, clips).block_until_ready()  # compile
+  steps, start = 0, time.perf_counter()
+  while time.perf_counter() - start < min(args.seconds, 5.0) or steps < 3:
+    augment_jax.augment_clips(jax.random.fold_in(key, steps), clips).block_until_ready()
+    steps += 1
+  elapsed = time.perf_counter() - start
+  return steps * args.batch_size * args.num_clips / elapsed, str(jax.devices()[0].platform)
+
+
+def main(argv=None):
+  args = _parse_args(argv)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  t_frames = args.clip_len
+  with tempfile.TemporaryDirectory() as directory:
+    pattern, jpegs, mean_kb = write_videos(directory, args)
+    print(f"{args.num_videos} videos x {args.frames} frames {args.height}x{args.width} "
+          f"(JPEG mean {mean_kb:.1f} KiB); clips of {t_frames} frames at stride "
+          f"{args.stride}, {args.crop_size}x{args.crop_size} crops, K={args.num_clips}, "
+          f"threads={args.threads}")
+    frames_wall, frames_cpu = _rates(lambda: decode_only_stream(jpegs, args), args.seconds)
+    cpu_wall, cpu_cpu = _rates(lambda: pipeline_stream(pattern, args, False), args.seconds)
+    acc_wall, acc_cpu = _rates(lambda: pipeline_stream(pattern, args, True), args.seconds)
+  bound_wall, bound_cpu = frames_wall / t_frames, frames_cpu / t_frames
+  print("figure              wall clips/s   clips per CPU-second (per core)   % of bound")
+  print(f"decode-only bound   {bound_wall:12.1f}   {bound_cpu:12.1f} "
+        f"({frames_cpu:.0f} frames per CPU-second)")
+  for name, wall, per_cpu in (("cpu-aug pipeline ", cpu_wall, cpu_cpu),
+                              ("accel-aug pipeline", acc_wall, acc_cpu)):
+    print(f"{name:19s} {wall:12.1f}   {per_cpu:12.1f}"
+          f"                       {100 * per_cpu / bound_cpu:5.1f}%")
+  if not args.skip_jax:
+    jax_rate, platform = jax_clips_per_second(args)
+    print(f"jax-aug ({platform:>4})    : {jax_rate:8.1f} clips/s (flip/colour/grayscale/blur of "
+          f"uint8 batches [{args.batch_size}, {args.num_clips}, {t_frames}, "
+          f"{args.crop_size}, {args.crop_size}, 3])")
+
+
+if __name__ == "__main__":
+  main()
