@@ -1,0 +1,158 @@
+"""3D convolution with two exactly equivalent implementations sharing one parameter layout.
+
+Contract:
+  `Conv3D(features, kernel_size=(kt, kh, kw), strides=(st, sh, sw), padding, impl, dtype)`;
+  `__call__(x: [N, T, H, W, Cin]) -> [N, T', H', W', Cout]` in `dtype`.
+  One parameter, `kernel: [kt, kh, kw, Cin, Cout]` float32 (no bias: every conv in the backbone
+  is followed by BatchNorm). The same variables work with every `impl`.
+
+Implementations:
+  'native'      one `lax.conv_general_dilated` over NDHWC.
+  'factorized'  the same 3D convolution written as kt time-shifted 2D convolutions over
+                (N*T', H, W, Cin), one per temporal tap, summed. Mathematically identical (a 3D
+                conv is a sum over its temporal taps of 2D convs of time-shifted frames); it
+                exists because XLA:CPU is slow at 3D convolutions and far slower at their
+                gradients (see benchmarks/conv_impl_cpu.py and DESIGN.md). When kt == 1 it is a
+                single 2D conv over N*T frames.
+  'auto'        `default_conv_impl()`: 'factorized' on the 'cpu' backend, 'native' elsewhere.
+
+Padding: 'SAME', 'VALID', or explicit `((t_lo, t_hi), (h_lo, h_hi), (w_lo, w_hi))`. 'SAME' is
+resolved with XLA's own rule (`lax.padtype_to_pads`) before either implementation runs, so both
+see the same explicit pads, including for temporal stride > 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+CONV_IMPLS = ("native", "factorized", "auto")
+
+Padding = str | Sequence[tuple[int, int]]
+
+# He-normal over fan-out, the usual ResNet initialiser (torchvision / CVRL).
+default_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def default_conv_impl(backend: str | None = None) -> str:
+  """The implementation 'auto' resolves to on `backend` (default: jax.default_backend()).
+
+  On CPU the factorized form was never slower and usually much faster in
+  benchmarks/conv_impl_cpu.py (2-core machine, forward+backward: 1.7x for a 3x3x3 conv, 22x for
+  a strided 1x3x3, 116x for the strided 5x7x7 stem; a tiny-R3D train step 6-17x).
+  Elsewhere (GPU/TPU) the vendor 3D conv is used; that choice is not yet measured here.
+  """
+  backend = jax.default_backend() if backend is None else backend
+  return "factorized" if backend == "cpu" else "native"
+
+
+def resolve_conv_impl(impl: str) -> str:
+  """Maps 'auto' to a concrete implementation; rejects unknown names."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"conv_impl={impl!r} is not one of {CONV_IMPLS}")
+  return default_conv_impl() if impl == "auto" else impl
+
+
+def _check_triple(name: str, value: Sequence[int]) -> tuple[int, int, int]:
+  value = tuple(int(v) for v in value)
+  if len(value) != 3 or any(v < 1 for v in value):
+    raise ValueError(f"Conv3D {name}={value!r}: expected three positive ints (t, h, w)")
+  return value  # type: ignore[return-value]
+
+
+def explicit_padding(padding: Padding, in_spatial: Sequence[int], kernel_size: Sequence[int],
+                     strides: Sequence[int]) -> tuple[tuple[int, int], ...]:
+  """Resolves `padding` to explicit ((lo, hi),) * 3 pads for input dims (T, H, W)."""
+  if isinstance(padding, str):
+    if padding.upper() not in ("SAME", "VALID"):
+      raise ValueError(f"Conv3D padding={padding!r}: expected 'SAME', 'VALID' or 3 (lo, hi) pairs")
+    return tuple(lax.padtype_to_pads(tuple(in_spatial), tuple(kernel_size), tuple(strides),
+                                     padding.upper()))
+  pads = tuple(tuple(int(p) for p in pair) for pair in padding)
+  if len(pads) != 3 or any(len(p) != 2 or min(p) < 0 for p in pads):
+    raise ValueError(f"Conv3D padding={padding!r}: expected 3 non-negative (lo, hi) pairs")
+  return pads  # type: ignore[return-value]
+
+
+def conv3d_native(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+                  pads: Sequence[tuple[int, int]]) -> jax.Array:
+  """x: [N, T, H, W, Cin], kernel: [kt, kh, kw, Cin, Cout] -> [N, T', H', W', Cout]."""
+  return lax.conv_general_dilated(
+      x, kernel, window_strides=tuple(strides), padding=tuple(pads),
+      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+
+
+def conv3d_factorized(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+                      pads: Sequence[tuple[int, int]]) -> jax.Array:
+  """The same function as `conv3d_native`, as a sum of kt time-shifted 2D convolutions.
+
+  out[:, t'] = sum_dt conv2d(x_pad[:, t' * st + dt], kernel[dt]), where x_pad is x zero-padded
+  in time by pads[0]. Each tap's frames are gathered by one strided slice and folded into the
+  batch dimension, so each tap is one 2D conv over (N * T', H, W, Cin).
+  """
+  n, t, h, w, cin = x.shape
+  kt, st = kernel.shape[0], strides[0]
+  (t_lo, t_hi), spatial_pads = pads[0], tuple(pads[1:])
+  t_out = (t + t_lo + t_hi - kt) // st + 1
+  if t_out < 1:
+    raise ValueError(f"Conv3D: temporal kernel {kt} larger than padded input length "
+                     f"{t + t_lo + t_hi} (T={t}, pads={pads[0]})")
+  if t_lo or t_hi:
+    x = jnp.pad(x, ((0, 0), (t_lo, t_hi), (0, 0), (0, 0), (0, 0)))
+
+  def conv2d(frames: jax.Array, tap: jax.Array) -> jax.Array:
+    """frames: [N, T', H, W, Cin] -> [N * T', H', W', Cout] with tap: [kh, kw, Cin, Cout]."""
+    folded = frames.reshape((n * t_out,) + frames.shape[2:])
+    return lax.conv_general_dilated(
+        folded, tap, window_strides=tuple(strides[1:]), padding=spatial_pads,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  out = None
+  for dt in range(kt):
+    # Frames t'*st + dt for t' = 0..T'-1 of the padded input.
+    frames = lax.slice_in_dim(x, dt, dt + (t_out - 1) * st + 1, stride=st, axis=1)
+    term = conv2d(frames, kernel[dt])
+    out = term if out is None else out + term
+  return out.reshape((n, t_out) + out.shape[1:])
+
+
+class Conv3D(nn.Module):
+  """3D convolution without bias; see the module docstring for the contract.
+
+  Attributes:
+    features: Cout.
+    kernel_size: (kt, kh, kw).
+    strides: (st, sh, sw).
+    padding: 'SAME', 'VALID' or ((lo, hi),) * 3 over (T, H, W).
+    impl: 'native', 'factorized' or 'auto'.
+    dtype: compute dtype (the kernel is stored float32 and cast).
+    kernel_init: initialiser of the [kt, kh, kw, Cin, Cout] kernel.
+  """
+  features: int
+  kernel_size: Sequence[int] = (1, 1, 1)
+  strides: Sequence[int] = (1, 1, 1)
+  padding: Padding = "SAME"
+  impl: str = "auto"
+  dtype: Any = jnp.float32
+  kernel_init: Any = default_kernel_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: [N, T, H, W, Cin] -> [N, T', H', W', features] in self.dtype."""
+    if x.ndim != 5:
+      raise ValueError(f"Conv3D {self.name}: expected x of shape [N, T, H, W, C], got {x.shape}")
+    kernel_size = _check_triple("kernel_size", self.kernel_size)
+    strides = _check_triple("strides", self.strides)
+    impl = resolve_conv_impl(self.impl)
+    pads = explicit_padding(self.padding, x.shape[1:4], kernel_size, strides)
+    kernel = self.param("kernel", self.kernel_init,
+                        kernel_size + (x.shape[-1], self.features), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if impl == "native":
+      return conv3d_native(x, kernel, strides, pads)
+    return conv3d_factorized(x, kernel, strides, pads)
