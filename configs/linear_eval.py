@@ -35,10 +35,10 @@ def _base(job: str) -> ml_collections.ConfigDict:
   d.source = "embedded"  # 'embedded' or 'tfrecord' (data_prep shards)
   d.cache_dir = ""  # embedded: '' = the pretraining run's cache dir (or the default)
   d.embedded_seed = 0
-  d.embedded_num_train = 512
-  d.embedded_num_test = 128
-  d.embedded_frame_size = 64
-  d.embedded_num_frames = 32
+  d.embedded_num_train = 0  # embedded sizes: 0 = as in pretraining (config.data.embedded_*)
+  d.embedded_num_test = 0
+  d.embedded_frame_size = 0
+  d.embedded_num_frames = 0
   d.train_pattern = ""  # tfrecord: training shards, e.g. '/data/ucf101/ucf101_train-*'
   d.eval_pattern = ""  # tfrecord: test shards
   d.num_classes = 0  # 0 = from the shards' NAME.metadata.json

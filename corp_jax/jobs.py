@@ -13,6 +13,12 @@ def run(config, workdir: str):
     from corp_jax.train import loop  # pylint: disable=g-import-not-at-top
     summary = loop.train_and_evaluate(config, workdir)
     _print_pretrain_summary(summary)
+    if (config.get("eval_after_pretrain", False) and config.data.source == "embedded"
+        and not summary["preempted"]):
+      import os  # pylint: disable=g-import-not-at-top
+      from corp_jax.evaluate import demo  # pylint: disable=g-import-not-at-top
+      summary["linear_eval"] = demo.run_embedded_linear_eval(
+          summary["workdir"], os.path.join(summary["workdir"], "linear_eval_embedded"))
     return summary
   if job in ("linear_eval", "finetune"):
     from corp_jax.evaluate import job as eval_job  # pylint: disable=g-import-not-at-top

@@ -1,5 +1,6 @@
 """Per-clip augmentation: one draw per clip, identical across its frames, TF == JAX maths."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from corp_jax.data import augment_jax
+from corp_jax.data import augment_jax, color_matrix
 from corp_jax.data.augment_tf import AugmentConfig, NUM_PARAM_UNIFORMS
 
 EVERYTHING_ON = AugmentConfig(flip_prob=1.0, color_jitter_prob=1.0, grayscale_prob=0.0,
@@ -137,3 +138,118 @@ def test_jax_side_modules_import_without_tensorflow():
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
+
+
+# ------------------------------------------------------------- 'linear' colour mode
+
+LINEAR_ON = dataclasses.replace(EVERYTHING_ON, color_mode="linear")
+
+
+def _np_params(uniforms, cfg):
+  return {k: np.asarray(v) for k, v in augment_jax.params_from_uniforms(
+      jnp.asarray(uniforms), cfg).items()}
+
+
+def _sequential_linear_ops(image, params):
+  """The linear ops one after another, no clipping: the reference for the matrix product."""
+  gray = lambda x: np.broadcast_to(x @ np.asarray(color_matrix.GRAY_WEIGHTS)[:, None], x.shape)
+  x = image.astype(np.float64)
+  if params["jitter"]:
+    for op in params["order"]:
+      if op == 0:
+        x = x * params["brightness"]
+      elif op == 1:
+        mean = x.mean(axis=(0, 1, 2))
+        x = (x - mean) * params["contrast"] + mean
+      elif op == 2:
+        x = params["saturation"] * x + (1 - params["saturation"]) * gray(x)
+      else:
+        yiq = x @ color_matrix.RGB_TO_YIQ.T
+        theta = 2 * np.pi * params["hue"]
+        i, q = yiq[..., 1].copy(), yiq[..., 2].copy()
+        yiq[..., 1], yiq[..., 2] = np.cos(theta) * i + np.sin(theta) * q, \
+            -np.sin(theta) * i + np.cos(theta) * q
+        x = yiq @ color_matrix.YIQ_TO_RGB.T
+  return gray(x) if params["grayscale"] else x
+
+
+def test_linear_matrix_equals_sequential_ops_without_clipping():
+  rng = np.random.default_rng(5)
+  cfg = AugmentConfig(color_jitter_prob=0.9, grayscale_prob=0.3, color_mode="linear")
+  for _ in range(12):
+    image = rng.random((2, 5, 6, 3))
+    params = _np_params(rng.random(NUM_PARAM_UNIFORMS).astype(np.float32), cfg)
+    a, b = color_matrix.clip_color_affine(np, params, image.mean(axis=(0, 1, 2)))
+    np.testing.assert_allclose(image @ a.T + b, _sequential_linear_ops(image, params),
+                               atol=1e-5)
+
+
+def test_linear_hue_turns_red_towards_yellow_and_keeps_gray():
+  hue = color_matrix.hue_matrix(np, np.float32(1 / 12))
+  red = hue @ np.array([1.0, 0.0, 0.0])
+  assert red[1] > 0 > red[2]
+  np.testing.assert_allclose(np.asarray(color_matrix.GRAY_WEIGHTS) @ hue,
+                             color_matrix.GRAY_WEIGHTS, atol=1e-6)
+
+
+def test_linear_identity_when_strengths_are_zero():
+  import tensorflow as tf
+  from corp_jax.data import augment_tf
+  cfg = AugmentConfig(flip_prob=0.0, color_jitter_prob=1.0, brightness=0.0, contrast=0.0,
+                      saturation=0.0, hue=0.0, grayscale_prob=0.0, blur_prob=0.0,
+                      color_mode="linear")
+  clip = np.random.default_rng(6).integers(0, 256, (1, 1, 3, 10, 12, 3), dtype=np.uint8)
+  out = augment_jax.augment_clips(jax.random.key(0), clips=clip, cfg=cfg)
+  np.testing.assert_allclose(np.asarray(out), clip / 255.0, atol=1e-6)
+  out_tf = augment_tf.augment_clip_tf(tf.constant(clip[0, 0], tf.float32), [1, 2], cfg)
+  np.testing.assert_allclose(out_tf.numpy(), clip[0, 0] / 255.0, atol=1e-6)
+
+
+def test_linear_jax_same_draw_for_all_frames_different_across_clips():
+  clips = _static_video(np.random.default_rng(7), 2, 3, 4)
+  out = np.asarray(augment_jax.augment_clips(jax.random.key(0), clips, LINEAR_ON))
+  assert out.shape == clips.shape and out.min() >= 0.0 and out.max() <= 1.0
+  np.testing.assert_allclose(out, np.broadcast_to(out[:, :, :1], out.shape), atol=1e-6)
+  flat = out[:, :, 0].reshape(6, -1)
+  for first in range(6):
+    for second in range(first + 1, 6):
+      assert np.abs(flat[first] - flat[second]).max() > 1e-3, (first, second)
+
+
+def test_linear_tf_and_jax_apply_the_same_maths():
+  import tensorflow as tf
+  from corp_jax.data import augment_tf
+  rng = np.random.default_rng(8)
+  cfg = AugmentConfig(flip_prob=0.5, color_jitter_prob=0.5, grayscale_prob=0.5,
+                      blur_prob=0.5, color_mode="linear")
+  clip = rng.random((3, 12, 10, 3)).astype(np.float32)
+  uniforms = rng.random((6, NUM_PARAM_UNIFORMS)).astype(np.float32)
+  uniforms[:, [0, 1, 10, 11]] = rng.random((6, 4)) < 0.5
+
+  @tf.function
+  def tf_path(u):
+    return augment_tf.apply_linear_augmentation_tf(
+        tf.constant(clip) * 255.0, augment_tf.params_from_uniforms_tf(u, cfg), 2, cfg,
+        input_scale=255.0)
+
+  expected = np.stack([tf_path(tf.constant(u)).numpy() for u in uniforms])
+  got = jax.jit(lambda u: augment_jax.apply_linear_augmentation(
+      jnp.broadcast_to(clip, (6, *clip.shape)), augment_jax.params_from_uniforms(u, cfg), 2))(
+          jnp.asarray(uniforms))
+  np.testing.assert_allclose(np.asarray(got), expected, atol=1e-5)
+  assert expected.min() >= 0.0 and expected.max() <= 1.0
+
+
+def test_linear_tf_clip_augmentation_in_tf_data_is_consistent_in_time():
+  import tensorflow as tf
+  from corp_jax.data import augment_tf
+  clip = _static_video(np.random.default_rng(9), 1, 1, 4, size=16)[0, 0].astype(np.float32)
+  ds = tf.data.Dataset.range(3).map(lambda i: augment_tf.augment_clip_tf(
+      tf.constant(clip), tf.stack([i, tf.constant(5, tf.int64)]), LINEAR_ON))
+  outs = list(ds.as_numpy_iterator())
+  for out in outs:
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    np.testing.assert_allclose(out, np.broadcast_to(out[:1], out.shape), atol=1e-6)
+  assert np.abs(outs[0] - outs[1]).max() > 1e-3
+  with pytest.raises(ValueError, match="color_mode"):
+    AugmentConfig(color_mode="hsv")

@@ -110,3 +110,16 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   assert "SIGTERM: saved checkpoint at step" in out
   step = ckpt_lib.latest_step(workdir)
   assert step is not None and step >= 3
+
+
+def test_backbone_restores_on_a_different_device_count(tmp_path):
+  workdir = str(tmp_path / "two_devices")
+  state, _ = loop.pretrain(tiny_config("corp_f", steps=2, num_devices=2), workdir)
+  params, stats, step = ckpt_lib.restore_backbone(workdir)  # this process: 8 devices
+  assert step == 2
+  expected = flat_params(state.params["backbone"])
+  got = flat_params(params)
+  assert expected.keys() == got.keys()
+  for k in expected:
+    np.testing.assert_array_equal(expected[k], got[k], err_msg=k)
+  assert flat_params(stats).keys() == flat_params(state.batch_stats["backbone"]).keys()

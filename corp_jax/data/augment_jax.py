@@ -12,6 +12,8 @@ Contract:
   op order (flip, jitter in a random order with clipping after each op, grayscale, blur), the
   same factor ranges, TF's grayscale weights, TF's HSV saturation/hue semantics, reflect-padded
   separable blur. See `augment_tf` for the distributions (CVRL strength 1.0).
+  With `cfg.color_mode == 'linear'` the colour steps are `color_matrix`'s single affine map
+  per clip (`apply_linear_augmentation`, equal to `augment_tf.apply_linear_augmentation_tf`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from corp_jax.data import color_matrix
 from corp_jax.data.augment_tf import (AugmentConfig, GRAY_WEIGHTS, NUM_PARAM_UNIFORMS,
                                       PARAM_LAYOUT, blur_radius)
 
-__all__ = ["AugmentConfig", "augment_clips", "apply_augmentation", "params_from_uniforms",
-           "sample_params"]
+__all__ = ["AugmentConfig", "augment_clips", "apply_augmentation",
+           "apply_linear_augmentation", "params_from_uniforms", "sample_params"]
 
 
 def params_from_uniforms(uniforms: jax.Array, cfg: AugmentConfig) -> dict:
@@ -154,6 +157,23 @@ def apply_augmentation(x: jax.Array, params: dict, blur_radius_px: int) -> jax.A
   return jnp.clip(x, 0.0, 1.0)
 
 
+def apply_linear_augmentation(x: jax.Array, params: dict, blur_radius_px: int) -> jax.Array:
+  """The 'linear' colour mode (`color_matrix`): clip(A blur(flip(x)) + b, 0, 1) per clip.
+
+  x: [..., T, H, W, 3] float32 in [0, 1]; params as for `apply_augmentation`. Equals
+  `augment_tf.apply_linear_augmentation_tf` for equal parameters (tested).
+  """
+  a, b = color_matrix.clip_color_affine(jnp, params, jnp.mean(x, axis=(-4, -3, -2)))
+  x = jnp.where(_per_clip(params["flip"]), jnp.flip(x, axis=-2), x)
+  x = jnp.where(_per_clip(params["blur"]), _gaussian_blur(x, params["sigma"], blur_radius_px),
+                x)
+  # a[..., i, j]: output channel i from input channel j, broadcast over (T, H, W).
+  a = a[..., None, None, None, :, :]
+  y = (x[..., 0:1] * a[..., 0] + x[..., 1:2] * a[..., 1] + x[..., 2:3] * a[..., 2]
+       + b[..., None, None, None, :])
+  return jnp.clip(y, 0.0, 1.0)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def augment_clips(key: jax.Array, clips: jax.Array,
                   cfg: AugmentConfig = AugmentConfig()) -> jax.Array:
@@ -174,4 +194,6 @@ def augment_clips(key: jax.Array, clips: jax.Array,
     x = clips.astype(jnp.float32)
   params = sample_params(key, clips.shape[:2], cfg)
   radius = blur_radius(min(clips.shape[-3], clips.shape[-2]), cfg.blur_sigma_range[1])
+  if cfg.color_mode == "linear":
+    return apply_linear_augmentation(x, params, radius)
   return apply_augmentation(x, params, radius)

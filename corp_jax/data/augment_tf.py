@@ -24,6 +24,10 @@ Contract:
   for equal parameters), so the accelerator path can take them over: then the CPU only
   decodes + crops + resizes to uint8.
 
+  `color_mode='linear'` replaces steps 3-4 by `color_matrix`'s one affine map of RGB per clip
+  (same uniforms, same draws; no clipping between ops) and runs steps 2-5 as XLA-fused passes
+  (`apply_linear_augmentation_tf`); `augment_jax.apply_linear_augmentation` is its twin.
+
   The parameter vector: 13 uniforms per clip, mapped to parameters by `params_from_uniforms`
   (see `PARAM_LAYOUT`); `augment_jax.params_from_uniforms` is its JAX twin.
 
@@ -34,9 +38,12 @@ module can share it without importing TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Tuple
 
 import numpy as np
+
+from corp_jax.data import color_matrix
 
 # Index of each uniform in the per-clip parameter vector.
 PARAM_LAYOUT = {
@@ -45,7 +52,8 @@ PARAM_LAYOUT = {
     "grayscale": 10, "blur": 11, "sigma": 12,
 }
 NUM_PARAM_UNIFORMS = 13
-GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale
+GRAY_WEIGHTS = color_matrix.GRAY_WEIGHTS  # tf.image.rgb_to_grayscale
+COLOR_MODES = ("cvrl", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +70,15 @@ class AugmentConfig:
   grayscale_prob: float = 0.2
   blur_prob: float = 0.5
   blur_sigma_range: Tuple[float, float] = (0.1, 2.0)
+  # 'cvrl': steps 3-4 exactly as CVRL (HSV saturation / hue, clip after each op);
+  # 'linear': jitter + grayscale as one affine map of RGB per clip (`color_matrix`), one
+  # clip at the end, fused with flip and blur into two passes (XLA on the CPU path).
+  color_mode: str = "cvrl"
 
   def __post_init__(self):
+    if self.color_mode not in COLOR_MODES:
+      raise ValueError(f"AugmentConfig.color_mode must be one of {COLOR_MODES}, "
+                       f"got {self.color_mode!r}")
     for name in ("flip_prob", "color_jitter_prob", "grayscale_prob", "blur_prob"):
       value = getattr(self, name)
       if not 0.0 <= value <= 1.0:
@@ -262,18 +277,111 @@ def apply_augmentation_tf(x, params, blur_radius_px: int, cfg: AugmentConfig | N
   return tf.clip_by_value(x, 0.0, 1.0)
 
 
+# ------------------------------------------------ 'linear' colour mode: two fused passes
+
+
+def linear_color_affine_tf(params, mean):
+  """(A [3, 3], b [3]) of the clip's jitter + grayscale; mean [3] of the input in [0, 1]."""
+  import tensorflow.experimental.numpy as tnp  # pylint: disable=g-import-not-at-top
+  return color_matrix.clip_color_affine(tnp, params, mean)
+
+
+def _affine_clip_tf(x, a, b):
+  """clip(A rgb + b, 0, 1) per pixel of x [..., 3], as three broadcast products (not a
+  matmul with inner size 3, which neither TF nor XLA runs at memory speed)."""
+  tf = _tf()
+  y = x[..., 0:1] * a[:, 0] + x[..., 1:2] * a[:, 1] + x[..., 2:3] * a[:, 2] + b
+  return tf.clip_by_value(y, 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _linear_passes(radius: int) -> dict:
+  """The XLA-compiled full-resolution passes of the 'linear' mode (compiled per shape).
+
+  Each pass is its own compiled function so that XLA cannot fuse the padding into the
+  horizontal blur or that into the vertical one: it then recomputes the reflection indices
+  or the 2r+1 horizontal sums per tap and output element and runs ~8x slower.
+  Frames are viewed as [T, H, W * 3] so that a horizontal tap is a shift by 3 elements along
+  a long contiguous axis: XLA vectorises such loops, not ones over a size-3 minor axis.
+  """
+  tf = _tf()
+
+  def channel_mean(x):  # rows first: a column reduction over [T * H, W * 3] vectorises
+    frames, height, width, _ = x.shape
+    rows = tf.reduce_sum(tf.reshape(x, [frames * height, width * 3]), axis=0)
+    return tf.reduce_sum(tf.reshape(rows, [width, 3]), axis=0) / (frames * height * width)
+
+  def flip_affine(x, flip, a, b):
+    return _affine_clip_tf(tf.where(flip, tf.reverse(x, axis=[2]), x), a, b)
+
+  def pad(x):  # reflect padding as [T, H + 2r, (W + 2r) * 3]
+    frames, height, width, _ = x.shape
+    padded = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    return tf.reshape(padded, [frames, height + 2 * radius, (width + 2 * radius) * 3])
+
+  def horizontal(flat, taps):
+    width3 = flat.shape[2] - 6 * radius
+    return tf.add_n([taps[j] * flat[:, :, 3 * j:3 * j + width3] for j in range(2 * radius + 1)])
+
+  def vertical_flip_affine(rows, taps, flip, a, b):
+    frames, padded_height, width3 = rows.shape
+    height = padded_height - 2 * radius
+    out = tf.add_n([taps[j] * rows[:, j:j + height] for j in range(2 * radius + 1)])
+    return flip_affine(tf.reshape(out, [frames, height, width3 // 3, 3]), flip, a, b)
+
+  return {name: tf.function(fn, jit_compile=True) for name, fn in (
+      ("channel_mean", channel_mean), ("flip_affine", flip_affine),
+      ("pad", pad), ("horizontal", horizontal),
+      ("vertical_flip_affine", vertical_flip_affine))}
+
+
+def apply_linear_augmentation_tf(x, params, blur_radius_px: int, cfg: AugmentConfig | None = None,
+                                 input_scale: float = 1.0):
+  """Steps 2-5 in the 'linear' colour mode: x [T, H, W, 3] float32 in [0, input_scale]
+  (static shape) -> [T, H, W, 3] float32 in [0, 1].
+
+  Flip and blur act on pixel positions, jitter + grayscale is one affine map of RGB (the blur
+  commutes with it because its taps sum to 1); without intermediate clipping the result is
+  clip(A blur(flip(x)) + b): a read for the mean, then one XLA pass without blur, three with
+  (padding, horizontal taps, vertical taps + flip + colour).
+  """
+  tf = _tf()
+  if x.shape.rank != 4 or not x.shape.is_fully_defined():
+    raise ValueError(f"apply_linear_augmentation_tf needs a static [T, H, W, 3] shape, "
+                     f"got {x.shape}")
+  passes = _linear_passes(int(blur_radius_px))
+  a, b = linear_color_affine_tf(params, passes["channel_mean"](x) / input_scale)
+  a = a / input_scale
+  flip = params["flip"]
+  if cfg is not None and cfg.blur_prob == 0.0:
+    return passes["flip_affine"](x, flip, a, b)
+
+  def blurred():
+    taps = gaussian_kernel_tf(params["sigma"], blur_radius_px)
+    rows = passes["horizontal"](passes["pad"](x), taps)
+    # The blur is mirror-symmetric (taps and padding), so it commutes with the flip: the flip
+    # goes into the last pass, where XLA fuses it cheaply (not into the padding, where the
+    # fused reflect + reverse indexing costs ~3x the padding).
+    return passes["vertical_flip_affine"](rows, taps, flip, a, b)
+
+  return tf.cond(params["blur"], blurred, lambda: passes["flip_affine"](x, flip, a, b))
+
+
 def augment_clip_tf(frames_0_255, seed, cfg: AugmentConfig):
-  """Draws one parameter set for the clip from `seed` [2] and applies steps 2-5.
+  """Draws one parameter set for the clip from `seed` [2] and applies steps 2-5 in
+  `cfg.color_mode` (the same uniforms, hence the same draws, in either mode).
 
   frames_0_255: [T, S, S, 3] float32 in [0, 255] (the cropped, resized clip).
   Returns [T, S, S, 3] float32 in [0, 1].
   """
   tf = _tf()
   uniforms = tf.random.stateless_uniform([NUM_PARAM_UNIFORMS], seed=seed, dtype=tf.float32)
-  params = params_from_uniforms_tf(uniforms, cfg)
   height, width = frames_0_255.shape[1], frames_0_255.shape[2]
   if height is None or width is None:
     raise ValueError("augment_clip_tf: the clip's height and width must be static "
                      f"(got shape {frames_0_255.shape})")
   radius = blur_radius(min(height, width), cfg.blur_sigma_range[1])
+  params = params_from_uniforms_tf(uniforms, cfg)
+  if cfg.color_mode == "linear":
+    return apply_linear_augmentation_tf(frames_0_255, params, radius, cfg, input_scale=255.0)
   return apply_augmentation_tf(frames_0_255 / 255.0, params, radius, cfg)

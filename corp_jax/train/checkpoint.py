@@ -108,8 +108,11 @@ def restore_backbone(workdir: str, step: int | None = None) -> tuple[dict, dict,
       raise ValueError(f"no checkpoint for step {step} in {directory}; available: {sorted(steps)}")
     metadata = manager.item_metadata(step)
     # The whole tree is restored (Orbax restores a tree as saved); only the backbone is kept.
+    # An explicit single-device sharding lets a checkpoint written on N devices (or hosts)
+    # be restored by a process with any other device count.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree_util.tree_map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), metadata)
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
     restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
   finally:
     manager.close()

@@ -1,0 +1,131 @@
+"""PNG figures of an evaluation (matplotlib, Agg backend; no display needed).
+
+Contract:
+  `plot_confusion_matrix(confusion [C, C], class_names, path, title)`: row-normalised
+  confusion matrix (rows = true class), counts written in the cells for C <= 30.
+  `plot_per_class_accuracy(accuracy [C], class_names, path, title)`: horizontal bar chart.
+  `read_metrics_jsonl(path) -> list[dict]`: the pretraining log, one JSON object per line.
+  `plot_training_curves(metrics_path, out_path, title) -> list[str]`: the paper's Figure 3
+  panels (cross-entropy loss, total accuracy, pair accuracy vs step) from a pretraining
+  run's metrics.jsonl; the pair panel falls back to `order_acc` (CORP_f). A metric the run
+  did not log (SimCLR has neither) gets an empty panel saying so. Returns the metric keys
+  that were plotted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+# (title, metric keys in order of preference). CORP_m logs total_acc and pair_acc; CORP_f's
+# relation head only sees same-video pairs, so its pair accuracy is its order accuracy.
+FIGURE3_PANELS = (("Cross-entropy loss (lower is better)", ("loss",)),
+                  ("Total accuracy (higher is better)", ("total_acc",)),
+                  ("Pair accuracy (higher is better)", ("pair_acc", "order_acc")))
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  _pyplot().close(fig)
+  return path
+
+
+def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], path: str,
+                          title: str = "Confusion matrix") -> str:
+  plt = _pyplot()
+  confusion = np.asarray(confusion)
+  num = len(class_names)
+  if confusion.shape != (num, num):
+    raise ValueError(f"confusion matrix {confusion.shape} does not match {num} class names")
+  totals = confusion.sum(axis=1, keepdims=True)
+  normalised = confusion / np.maximum(totals, 1)
+  size = min(4 + 0.45 * num, 40)
+  fig, ax = plt.subplots(figsize=(size, size))
+  image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+  fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+  if num <= 60:
+    ax.set_xticks(range(num), class_names, rotation=90, fontsize=8)
+    ax.set_yticks(range(num), class_names, fontsize=8)
+  if num <= 30:
+    for t in range(num):
+      for p in range(num):
+        if confusion[t, p]:
+          ax.text(p, t, str(int(confusion[t, p])), ha="center", va="center", fontsize=7,
+                  color="white" if normalised[t, p] > 0.5 else "black")
+  ax.set_xlabel("predicted class")
+  ax.set_ylabel("true class")
+  ax.set_title(title)
+  return _save(fig, path)
+
+
+def plot_per_class_accuracy(accuracy: np.ndarray, class_names: Sequence[str], path: str,
+                            title: str = "Per-class accuracy") -> str:
+  plt = _pyplot()
+  accuracy = np.asarray(accuracy, np.float64)
+  if len(accuracy) != len(class_names):
+    raise ValueError(f"{len(accuracy)} accuracies but {len(class_names)} class names")
+  fig, ax = plt.subplots(figsize=(7, 1.0 + 0.3 * len(class_names)))
+  positions = np.arange(len(class_names))
+  ax.barh(positions, np.nan_to_num(accuracy * 100.0), color="tab:blue")
+  ax.set_yticks(positions, class_names, fontsize=8)
+  ax.invert_yaxis()
+  ax.set_xlim(0, 100)
+  ax.set_xlabel("top-1 accuracy (%)")
+  ax.set_title(title)
+  return _save(fig, path)
+
+
+def read_metrics_jsonl(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no pretraining metrics log at {path}")
+  rows = []
+  with open(path) as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{number} is not valid JSON: {e}") from e
+  if not rows:
+    raise ValueError(f"{path} has no logged steps")
+  return rows
+
+
+def plot_training_curves(metrics_path: str, out_path: str,
+                         title: str = "Pretraining curves (paper Fig. 3)") -> list[str]:
+  plt = _pyplot()
+  rows = [r for r in read_metrics_jsonl(metrics_path) if "step" in r]
+  if not rows:
+    raise ValueError(f"{metrics_path} has no rows with a 'step'")
+  fig, axes = plt.subplots(1, len(FIGURE3_PANELS), figsize=(13, 3.6))
+  plotted = []
+  for ax, (label, keys) in zip(axes, FIGURE3_PANELS):
+    key = next((k for k in keys if any(r.get(k) is not None for r in rows)), None)
+    points = [(r["step"], r[key]) for r in rows
+              if key and r.get(key) is not None and np.isfinite(r[key])]
+    if points:
+      steps, values = zip(*points)
+      ax.plot(steps, values, marker="." if len(points) < 30 else None, label=key)
+      ax.legend(fontsize=8)
+      plotted.append(key)
+    else:
+      ax.text(0.5, 0.5, f"{' / '.join(keys)} not logged\nby this run", ha="center",
+              va="center", transform=ax.transAxes, color="gray")
+    ax.set_title(label, fontsize=10)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+  fig.suptitle(title)
+  _save(fig, out_path)
+  return plotted
