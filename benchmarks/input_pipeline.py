@@ -9,13 +9,20 @@ the latter being the per-core figure that other load on a shared machine does no
 
   decode-only bound  tf.io.decode_jpeg of every frame, nothing else: frames/s, and clips/s =
                      frames/s / T (the most a pipeline that fully decodes its frames could do);
-  cpu-aug            the training pipeline with full CPU augmentation (Sec. 3.2): sample,
+  cpu-aug (cvrl)     the training pipeline with full CPU augmentation (Sec. 3.2): sample,
                      decode + random resized crop (only the crop window is decoded) + resize,
-                     flip, colour jitter, grayscale, blur; float32 clips;
+                     flip, colour jitter, grayscale, blur; float32 clips; CVRL's exact colour
+                     ops (`color_mode='cvrl'`);
+  cpu-aug (linear)   the same with `color_mode='linear'`: jitter + grayscale as one affine
+                     map per clip, fused with flip and blur under XLA;
   accel-aug          the same pipeline with `accel_aug=True`: decode + crop + resize, uint8;
-  jax-aug            `augment_jax.augment_clips` on one uint8 batch on JAX's default device.
+  jax-aug            `augment_jax.augment_clips` on one uint8 batch on JAX's default device,
+                     in both colour modes.
 
-Usage:  python benchmarks/input_pipeline.py --threads 1 --seconds 10
+`--compare` also prints how far 'linear' is from 'cvrl' for equal parameters (mean and 99th
+percentile of |difference| over pixels, on the synthetic clips, in units of the [0, 1] range).
+
+Usage:  python benchmarks/input_pipeline.py --threads 1 --seconds 10 [--compare]
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ def _parse_args(argv=None):
   parser.add_argument("--seconds", type=float, default=10.0,
                       help="measuring time per figure (in 4 alternating slices)")
   parser.add_argument("--skip_jax", action="store_true", help="skip the JAX augmentation")
+  parser.add_argument("--compare", action="store_true",
+                      help="measure |linear - cvrl| for equal parameters")
   return parser.parse_args(argv)
 
 
@@ -106,35 +115,61 @@ def decode_only_stream(jpegs, args):
   return iter(ds), 32
 
 
-def pipeline_stream(pattern, args, accel_aug):
+def pipeline_stream(pattern, args, accel_aug, color_mode="cvrl"):
   from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from corp_jax.data.augment_tf import AugmentConfig  # pylint: disable=g-import-not-at-top
   ds = pipeline.build_train_dataset(
       pattern, batch_size_per_process=args.batch_size, num_clips=args.num_clips,
       clip_len=args.clip_len, stride=args.stride, crop_size=args.crop_size, seed=0,
       shuffle_buffer=args.num_videos, accel_aug=accel_aug, process_index=0, process_count=1,
-      num_threads=args.threads)
+      num_threads=args.threads, augment=AugmentConfig(color_mode=color_mode))
   return iter(ds), args.batch_size * args.num_clips
 
 
-def jax_clips_per_second(args):
+def jax_clips_per_second(args, color_mode):
   import jax  # pylint: disable=g-import-not-at-top
   from corp_jax.data import augment_jax  # pylint: disable=g-import-not-at-top
+  cfg = augment_jax.AugmentConfig(color_mode=color_mode)
   shape = (args.batch_size, args.num_clips, args.clip_len, args.crop_size, args.crop_size, 3)
   clips = jax.device_put(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
   key = jax.random.key(0)
-  augment_jax.augment_clips(key, clips).block_until_ready()  # compile
+  augment_jax.augment_clips(key, clips, cfg).block_until_ready()  # compile
   steps, start = 0, time.perf_counter()
   while time.perf_counter() - start < min(args.seconds, 5.0) or steps < 3:
-    augment_jax.augment_clips(jax.random.fold_in(key, steps), clips).block_until_ready()
+    augment_jax.augment_clips(jax.random.fold_in(key, steps), clips, cfg).block_until_ready()
     steps += 1
   elapsed = time.perf_counter() - start
   return steps * args.batch_size * args.num_clips / elapsed, str(jax.devices()[0].platform)
+
+
+def compare_modes(jpegs, args, num_clips=64, frames=4, size=112):
+  """|linear - cvrl| over pixels for the same uniforms (JAX, on the synthetic frames)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import augment_jax  # pylint: disable=g-import-not-at-top
+  images = [tf.image.resize(tf.io.decode_jpeg(j), [size, size]).numpy() / 255.0
+            for j in jpegs[:num_clips * frames]]
+  clips = jnp.asarray(np.stack(images).reshape(num_clips, frames, size, size, 3), jnp.float32)
+  cfg = augment_jax.AugmentConfig()
+  params = augment_jax.sample_params(jax.random.key(1), (num_clips,), cfg)
+  radius = augment_jax.blur_radius(size, cfg.blur_sigma_range[1])
+  rows = []
+  for name, keep in (("all draws", None), ("jitter on", "jitter")):
+    chosen = np.ones(num_clips, bool) if keep is None else np.asarray(params[keep])
+    cvrl = augment_jax.apply_augmentation(clips, params, radius)[chosen]
+    linear = augment_jax.apply_linear_augmentation(clips, params, radius)[chosen]
+    diff = np.abs(np.asarray(linear) - np.asarray(cvrl))
+    rows.append(f"{name} ({chosen.sum()} clips): mean {diff.mean():.4f}, "
+                f"p99 {np.quantile(diff, 0.99):.4f}")
+  return rows
 
 
 def main(argv=None):
   args = _parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   t_frames = args.clip_len
+  print(f"load average (1, 5, 15 min): {os.getloadavg()}")
   with tempfile.TemporaryDirectory() as directory:
     pattern, jpegs, mean_kb = write_videos(directory, args)
     print(f"{args.num_videos} videos x {args.frames} frames {args.height}x{args.width} "
@@ -142,21 +177,28 @@ def main(argv=None):
           f"{args.stride}, {args.crop_size}x{args.crop_size} crops, K={args.num_clips}, "
           f"threads={args.threads}")
     frames_wall, frames_cpu = _rates(lambda: decode_only_stream(jpegs, args), args.seconds)
-    cpu_wall, cpu_cpu = _rates(lambda: pipeline_stream(pattern, args, False), args.seconds)
-    acc_wall, acc_cpu = _rates(lambda: pipeline_stream(pattern, args, True), args.seconds)
+    figures = [(name, *_rates(lambda a=accel, m=mode: pipeline_stream(pattern, args, a, m),
+                              args.seconds))
+               for name, accel, mode in (("cpu-aug (cvrl)", False, "cvrl"),
+                                         ("cpu-aug (linear)", False, "linear"),
+                                         ("accel-aug pipeline", True, "cvrl"))]
+    comparison = compare_modes(jpegs, args) if args.compare else []
   bound_wall, bound_cpu = frames_wall / t_frames, frames_cpu / t_frames
   print("figure              wall clips/s   clips per CPU-second (per core)   % of bound")
   print(f"decode-only bound   {bound_wall:12.1f}   {bound_cpu:12.1f} "
         f"({frames_cpu:.0f} frames per CPU-second)")
-  for name, wall, per_cpu in (("cpu-aug pipeline ", cpu_wall, cpu_cpu),
-                              ("accel-aug pipeline", acc_wall, acc_cpu)):
+  for name, wall, per_cpu in figures:
     print(f"{name:19s} {wall:12.1f}   {per_cpu:12.1f}"
           f"                       {100 * per_cpu / bound_cpu:5.1f}%")
+  for row in comparison:
+    print(f"linear vs cvrl, {row}")
   if not args.skip_jax:
-    jax_rate, platform = jax_clips_per_second(args)
-    print(f"jax-aug ({platform:>4})    : {jax_rate:8.1f} clips/s (flip/colour/grayscale/blur of "
-          f"uint8 batches [{args.batch_size}, {args.num_clips}, {t_frames}, "
-          f"{args.crop_size}, {args.crop_size}, 3])")
+    for mode in ("cvrl", "linear"):
+      jax_rate, platform = jax_clips_per_second(args, mode)
+      print(f"jax-aug {mode:6s} ({platform:>4}): {jax_rate:8.1f} clips/s (flip/colour/grayscale/"
+            f"blur of uint8 batches [{args.batch_size}, {args.num_clips}, {t_frames}, "
+            f"{args.crop_size}, {args.crop_size}, 3])")
+  print(f"load average (1, 5, 15 min): {os.getloadavg()}")
 
 
 if __name__ == "__main__":
