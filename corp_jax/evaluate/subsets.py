@@ -12,7 +12,7 @@ Contract:
   features from any pipeline can be joined with any label family by video id.
   `subset_source(files, video_ids, label_key)`: a tf.data.Dataset of those records only, a
   valid `source` for corp_jax.data.pipeline.make_train_dataset.
-TensorFlow is imported inside the functions that read records.
+The record-reading parts live in corp_jax.data.label_table (TensorFlow stays there).
 """
 
 from __future__ import annotations
@@ -44,46 +44,6 @@ def class_balanced_subset(labels: np.ndarray, fraction: float, seed: int) -> np.
   return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def _sorted_files(files: str | Sequence[str]) -> list[str]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  patterns = [files] if isinstance(files, str) else list(files)
-  matched = []
-  for pattern in patterns:
-    found = tf.io.gfile.glob(pattern)
-    if not found:
-      raise FileNotFoundError(f"no files match {pattern!r}")
-    matched.extend(found)
-  return sorted(set(matched))
-
-
-def read_labels(files: str | Sequence[str], label_keys: Sequence[str]) -> dict:
-  """Labels of every record, with pipeline video ids; reads contexts only (no JPEG decode)."""
-  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  pipeline.hide_gpus_from_tf()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  files = _sorted_files(files)
-  num_files = len(files)
-  spec = {key: tf.io.FixedLenFeature([], tf.int64, default_value=-1) for key in label_keys}
-
-  def read(file_index, path):
-    return tf.data.TFRecordDataset(path).enumerate().map(
-        lambda j, rec: (j * num_files + file_index, rec))
-
-  def parse(video_id, serialized):
-    context, _ = tf.io.parse_single_sequence_example(serialized, context_features=spec)
-    return {"video_id": video_id, **context}
-
-  ds = tf.data.Dataset.from_tensor_slices(
-      (tf.range(num_files, dtype=tf.int64), tf.constant(files)))
-  ds = ds.flat_map(read).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
-                             deterministic=True).batch(4096)
-  chunks = list(ds.as_numpy_iterator())
-  if not chunks:
-    raise ValueError(f"no records in {files}")
-  return {key: np.concatenate([c[key] for c in chunks]).astype(np.int32)
-          for key in ("video_id", *label_keys)}
-
-
 def labels_for(video_ids: np.ndarray, table: dict, label_key: str) -> np.ndarray:
   """Looks up `label_key` of each video id in a `read_labels` table: [N] int32."""
   if label_key not in table:
@@ -100,25 +60,13 @@ def labels_for(video_ids: np.ndarray, table: dict, label_key: str) -> np.ndarray
   return table[label_key][order][position]
 
 
+def read_labels(files: str | Sequence[str], label_keys: Sequence[str]) -> dict:
+  """See corp_jax.data.label_table.read_labels (TensorFlow stays in corp_jax.data)."""
+  from corp_jax.data import label_table  # pylint: disable=g-import-not-at-top
+  return label_table.read_labels(files, label_keys)
+
+
 def subset_source(files: str | Sequence[str], video_ids: np.ndarray, label_key: str):
-  """tf.data.Dataset of the parsed records whose pipeline video id is in `video_ids`."""
-  from corp_jax.data import records  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  files = _sorted_files(files)
-  num_files = len(files)
-  ids = tf.constant(np.unique(np.asarray(video_ids, np.int64)))
-  # A hash table, not a comparison against every id: subsets of K400 hold ~24k videos.
-  keep = tf.lookup.StaticHashTable(
-      tf.lookup.KeyValueTensorInitializer(ids, tf.ones_like(ids)), default_value=0)
-
-  def read(file_index, path):
-    return tf.data.TFRecordDataset(path).enumerate().map(
-        lambda j, rec: (j * num_files + file_index, rec))
-
-  def wanted(video_id, _):
-    return keep.lookup(video_id) > 0
-
-  ds = tf.data.Dataset.from_tensor_slices(
-      (tf.range(num_files, dtype=tf.int64), tf.constant(files)))
-  ds = ds.flat_map(read).filter(wanted)
-  return ds.map(lambda _, rec: records.parse_sequence_example(rec, label_key=label_key))
+  """See corp_jax.data.label_table.subset_source."""
+  from corp_jax.data import label_table  # pylint: disable=g-import-not-at-top
+  return label_table.subset_source(files, video_ids, label_key)

@@ -77,10 +77,25 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: dict) -> 
   return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
 
+class _QuietAbsl:
+  """Silences Orbax's read-only-manager warnings (expected when only reading)."""
+
+  def __enter__(self):
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    self._level = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+
+  def __exit__(self, *exc):
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    logging.set_verbosity(self._level)
+    return False
+
+
 def latest_step(workdir: str) -> int | None:
   if not os.path.isdir(checkpoint_dir(workdir)):
     return None
-  manager = make_manager(workdir, read_only=True, async_save=False)
+  with _QuietAbsl():
+    manager = make_manager(workdir, read_only=True, async_save=False)
   try:
     return manager.latest_step()
   finally:
@@ -97,7 +112,8 @@ def restore_backbone(workdir: str, step: int | None = None) -> tuple[dict, dict,
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"no checkpoints in {directory}: is {workdir!r} a pretraining workdir?")
-  manager = make_manager(workdir, read_only=True, async_save=False)
+  with _QuietAbsl():
+    manager = make_manager(workdir, read_only=True, async_save=False)
   try:
     steps = manager.all_steps()
     if not steps:

@@ -33,6 +33,7 @@ class CorpModel(nn.Module):
   head_num_heads: int = 128
   head_mlp_layers: int = 2
   head_num_classes: int = 0  # 0: no relation head (SimCLR baseline).
+  head_input_constant: bool = False
   bn_momentum: float = 0.9
 
   def setup(self):
@@ -56,17 +57,24 @@ class CorpModel(nn.Module):
     """Backbone features only: what linear evaluation uses, [N, F] float32."""
     return self.backbone_net(clips, train=train)
 
+  def _head_input(self, z):
+    # With a constant coordinate appended, the anti-symmetric part of Eq. 8,
+    # Px*Qy − Qx*Py, gains terms linear in (y − x): an order signal that does not depend on
+    # the sign of a video-specific direction (DESIGN.md: "keep a consistent-sign direction").
+    if not self.head_input_constant:
+      return z
+    return jnp.concatenate([z, jnp.ones(z.shape[:-1] + (1,), z.dtype)], axis=-1)
+
   def relate(self, z_i, z_j):
-    return self.head(z_i, z_j)
+    return self.head(self._head_input(z_i), self._head_input(z_j))
 
   def relate_all(self, z):
-    return self.head.all_pairs(z)
+    return self.head.all_pairs(self._head_input(z))
 
   def init_all(self, clips):
     out = self(clips, train=False)
     if self.head_num_classes:
-      z = out["z"]
-      self.head(z, z)
+      self.relate(out["z"], out["z"])
     return out
 
 
@@ -86,5 +94,6 @@ def model_from_config(model_cfg, num_classes: int) -> CorpModel:
       head_num_heads=model_cfg.head_num_heads,
       head_mlp_layers=model_cfg.head_mlp_layers,
       head_num_classes=num_classes,
+      head_input_constant=bool(model_cfg.get("head_input_constant", False)),
       bn_momentum=model_cfg.bn_momentum,
   )
