@@ -1,0 +1,225 @@
+"""Counts layout transposes / copies next to the convolutions of the compiled train step.
+
+Compiles the real CORP train step (benchmarks/train_step.py's builder) for a size, dtype and
+conv implementation, reads the optimised HLO (`compiled.as_text()`) and prints:
+  * the convolutions: plain `convolution` ops, cuDNN `custom-call`s whose target names a conv,
+    and fusions that contain a convolution; with a histogram of their `dim_labels` (the layout
+    XLA chose: `b012f` is channels-last NDHWC, `bf012` is channels-first NCDHW);
+  * how many of them have a layout op (a `transpose`, a `copy` that changes the layout, or a
+    fusion made only of transpose / copy / bitcast / reshape / convert) as a direct operand or
+    user (looking through bitcast and get-tuple-element), and a few examples;
+  * the total transposes and layout-changing copies in the module (fusion bodies included).
+On a GPU the goal is no layout transposes around the 3D convolutions; `--force_conv_nhwc` adds
+`--xla_gpu_force_conv_nhwc` to XLA_FLAGS (it must be set before JAX starts, so it only works when
+this script is the program, not via `main()` in a process that already uses JAX). On CPU XLA
+lowers convolutions to its own (Eigen / oneDNN) kernels; the figures are reported for
+information. The XLA_FLAGS in effect are printed.
+
+Usage:
+  python benchmarks/hlo_check.py --size r3d50 --dtype bfloat16 --conv_impl native
+  python benchmarks/hlo_check.py --size cpu --conv_impl factorized --examples 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import pathlib
+import re
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+LAYOUT_OPS = {"transpose", "copy"}
+# Ops a pure layout fusion may contain besides transposes and copies.
+LAYOUT_NEUTRAL = {"parameter", "bitcast", "reshape", "convert", "tuple", "get-tuple-element"}
+PASS_THROUGH = {"bitcast", "get-tuple-element"}
+
+_INSTR = re.compile(r"^\s*(ROOT\s+)?%?(?P<name>[^\s=]+)\s*=\s*(?P<rest>.*)$")
+
+
+def _closing(text: str, start: int) -> int:
+  """Index of the parenthesis closing the one at text[start]."""
+  depth = 0
+  for i in range(start, len(text)):
+    depth += {"(": 1, ")": -1}.get(text[i], 0)
+    if depth == 0:
+      return i
+  return len(text) - 1
+
+
+def parse_hlo(text: str) -> dict:
+  """{computation: {'instrs': {name: instr}, 'root': name}}; instr = dict(opcode, operands,
+  attrs, line). Names are unique within a module."""
+  comps, current = {}, None
+  for line in text.splitlines():
+    if line and not line[0].isspace() and line.rstrip().endswith("{"):
+      current = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
+      comps[current] = {"instrs": {}, "root": None, "entry": line.startswith("ENTRY")}
+      continue
+    if current is None or line.strip() == "}":
+      continue
+    match = _INSTR.match(line)
+    if not match:
+      continue
+    rest = match.group("rest")
+    type_end = _closing(rest, 0) + 1 if rest.startswith("(") else rest.find(" ")
+    body = rest[type_end:].lstrip()
+    paren = body.find("(")
+    if paren < 0:
+      continue
+    close = _closing(body, paren)
+    instr = dict(type=rest[:type_end], opcode=body[:paren].strip(), operands=re.findall(r"%([\w.\-]+)",
+                                                                   body[paren:close + 1]),
+                 attrs=body[close + 1:], line=line.strip())
+    comps[current]["instrs"][match.group("name")] = instr
+    if match.group(1):
+      comps[current]["root"] = match.group("name")
+  return comps
+
+
+def _called(instr) -> list:
+  return re.findall(r"calls=%?([\w.\-]+)", instr["attrs"])
+
+
+def _ops_of(comps, names) -> set:
+  return {i["opcode"] for c in names if c in comps for i in comps[c]["instrs"].values()}
+
+
+def is_conv(instr, comps) -> bool:
+  if instr["opcode"] == "convolution":
+    return True
+  if instr["opcode"] == "custom-call":
+    target = re.search(r'custom_call_target="([^"]+)"', instr["attrs"])
+    return bool(target and "conv" in target.group(1).lower())
+  return instr["opcode"] == "fusion" and "convolution" in _ops_of(comps, _called(instr))
+
+
+def _layout(instr) -> str:
+  """The minor-to-major layout of an instruction's (first) result type, e.g. '4,3,2,1,0'."""
+  match = re.search(r"\{([\d,]*)", instr["type"])
+  return match.group(1) if match else ""
+
+
+def is_layout_op(instr, comps, instrs) -> bool:
+  """A transpose, a copy that changes the layout (not a plain buffer copy, e.g. of a donated
+  parameter), or a fusion of nothing but such ops and layout-neutral ones."""
+  if instr["opcode"] == "transpose":
+    return True
+  if instr["opcode"] == "copy":
+    source = instrs.get(instr["operands"][0]) if instr["operands"] else None
+    return source is None or _layout(source) != _layout(instr)
+  if instr["opcode"] == "fusion":
+    ops = _ops_of(comps, _called(instr))
+    return bool(ops & LAYOUT_OPS) and ops <= LAYOUT_OPS | LAYOUT_NEUTRAL
+  return False
+
+
+def analyse(text: str, examples: int = 3) -> dict:
+  """Counts over every non-fused computation (fusion bodies are looked into, not walked)."""
+  comps = parse_hlo(text)
+  if not comps:
+    raise ValueError("hlo_check: no HLO computations found in the compiled text")
+  fused = {c for comp in comps.values() for i in comp["instrs"].values()
+           if i["opcode"] == "fusion" for c in _called(i)}
+  convs, adjacent, shown, labels = 0, 0, [], collections.Counter()
+  layout_total = sum(1 for comp in comps.values() for i in comp["instrs"].values()
+                     if i["opcode"] in LAYOUT_OPS and is_layout_op(i, comps, comp["instrs"]))
+  for name, comp in comps.items():
+    if name in fused:
+      continue
+    instrs = comp["instrs"]
+    users = collections.defaultdict(list)
+    for user, instr in instrs.items():
+      for op in instr["operands"]:
+        users[op].append(user)
+
+    def producers(n, depth=0):
+      instr = instrs.get(n)
+      if instr is None or depth > 3 or instr["opcode"] not in PASS_THROUGH:
+        return [n]
+      return [p for op in instr["operands"] for p in producers(op, depth + 1)]
+
+    def consumers(n, depth=0):
+      out = []
+      for u in users.get(n, []):
+        if instrs[u]["opcode"] in PASS_THROUGH and depth < 3:
+          out += consumers(u, depth + 1)
+        else:
+          out.append(u)
+      return out
+
+    for conv_name, instr in instrs.items():
+      if not is_conv(instr, comps):
+        continue
+      convs += 1
+      dims = re.search(r"dim_labels=([\w>\-]+)", instr["attrs"])
+      if not dims:  # a conv inside a fusion: read the fused convolution's labels
+        inner = [i for c in _called(instr) if c in comps for i in comps[c]["instrs"].values()
+                 if i["opcode"] == "convolution"]
+        dims = re.search(r"dim_labels=([\w>\-]+)", inner[0]["attrs"]) if inner else None
+      labels[dims.group(1) if dims else "?"] += 1
+      near = [n for op in instr["operands"] for n in producers(op)] + consumers(conv_name)
+      layout = [n for n in near if n in instrs and is_layout_op(instrs[n], comps, instrs)]
+      if layout:
+        adjacent += 1
+        if len(shown) < examples:
+          shown.append((instr["line"][:240], [instrs[n]["line"][:240] for n in layout[:2]]))
+  return dict(convolutions=convs, with_adjacent_layout_op=adjacent, layout_ops_total=layout_total,
+              dim_labels=dict(labels), examples=shown)
+
+
+def parse_args(argv=None):
+  from benchmarks.train_step import SIZES  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--size", choices=sorted(SIZES), default="cpu")
+  p.add_argument("--objective", choices=("corp_f", "corp_m"), default="corp_f")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument("--conv_impl", choices=("native", "factorized", "auto"), default="auto")
+  p.add_argument("--remat", action="store_true")
+  p.add_argument("--batch", type=int, default=0)
+  p.add_argument("--examples", type=int, default=3)
+  p.add_argument("--force_conv_nhwc", action="store_true",
+                 help="append --xla_gpu_force_conv_nhwc to XLA_FLAGS (GPU only)")
+  p.add_argument("--dump", default="", help="write the optimised HLO text to this file")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  if args.force_conv_nhwc:
+    if "jax" in sys.modules:
+      print("warning: JAX is already imported in this process; --force_conv_nhwc may not apply")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_force_conv_nhwc"
+                               ).strip()
+  import jax  # pylint: disable=g-import-not-at-top
+  from benchmarks import train_step as ts  # pylint: disable=g-import-not-at-top
+
+  size = ts.SIZES[args.size]
+  batch = ts.batch_size(size, args.objective, args.batch)
+  print(f"jax {jax.__version__} backend={jax.default_backend()} "
+        f"({jax.devices()[0].device_kind}) XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+  print(f"train step {args.objective} | size {args.size} | {args.dtype} | conv {args.conv_impl}"
+        f" | remat={args.remat} | batch {batch} videos per device", flush=True)
+  step, state, data, rng, *_ = ts.build_step(
+      size, args.objective, dtype=args.dtype, conv_impl=args.conv_impl, remat=args.remat,
+      per_device_batch=batch, num_devices=1)
+  text = step.lower(state, data, rng).compile().as_text()
+  if args.dump:
+    pathlib.Path(args.dump).write_text(text)
+    print(f"optimised HLO written to {args.dump} ({len(text) / 1e6:.1f} MB)")
+  result = analyse(text, args.examples)
+  print(f"convolutions: {result['convolutions']}; with a transpose/copy as direct operand or "
+        f"user: {result['with_adjacent_layout_op']}; transposes + layout copies in the module: "
+        f"{result['layout_ops_total']}")
+  print(f"conv dim_labels: {result['dim_labels']}")
+  for conv, layout in result["examples"]:
+    print(f"  conv:   {conv}")
+    for line in layout:
+      print(f"    next: {line}")
+  return result
+
+
+if __name__ == "__main__":
+  main()
