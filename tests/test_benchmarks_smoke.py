@@ -1,8 +1,9 @@
 """Smoke test of the benchmark scripts: each main() once at the smallest size, so they can't rot.
 
-Not a timing test: it checks that the scripts run end to end against the current library
-(train step, cost analysis, PyTorch reference, find_max_batch, HLO analysis, input pipeline) and
-return sane figures. One device of the test mesh; tiny shapes; one timed step each.
+find_max_batch and end_to_end.py are left to `bash benchmarks/gpu_suite.sh --smoke` (they
+cost minutes of compilation on a 2-core CI machine). Not a timing test: it checks that the
+scripts run end to end against the current library (train step, cost analysis, PyTorch
+reference, HLO analysis) and return sane figures. One device of the test mesh; tiny shapes; one timed step each.
 """
 
 import importlib.util
@@ -12,7 +13,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `benchmarks` importable
 
-from benchmarks import end_to_end, hlo_check, train_step  # pylint: disable=g-import-not-at-top
+from benchmarks import hlo_check, train_step  # pylint: disable=g-import-not-at-top
 
 
 def test_benchmark_mains_run_once():
@@ -27,16 +28,5 @@ def test_benchmark_mains_run_once():
     assert step["runs"]["torch threads=1"]["clips_per_s"] > 0
     assert math.isfinite(jax_run["jax_over_torch"])
 
-  [found] = train_step.main(common + ["--find_max_batch", "--batch", "2", "--max_batch", "2"])
-  assert found["find_max_batch"]["remat=False"]["largest"] == 2
-  assert found["find_max_batch"]["remat=True"]["largest"] == 2
-
   hlo = hlo_check.main(["--size", "smoke", "--conv_impl", "native", "--examples", "1"])
   assert hlo["convolutions"] > 0
-
-  if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("ml_collections"):
-    # accel_aug=on covers more code (augmentation inside the step) than off.
-    e2e = end_to_end.main(["--preset", "test", "--batch", "2", "--accel_aug", "on",
-                           "--steps", "1", "--warmup", "1", "--num_devices", "1"])
-    assert set(e2e) == {"on"}
-    assert all(r["loop"] > 0 and r["step_only"] > 0 for r in e2e.values())

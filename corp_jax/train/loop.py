@@ -146,7 +146,10 @@ def pretrain(config, workdir: str):
       step += 1
       pending.append((step, metrics))
       is_last = step == total_steps
-      should_save = is_last or step % config.train.checkpoint_every == 0 or preemption.requested
+      # Read the flag once: a SIGTERM arriving later in this iteration is handled at the
+      # next step, never between deciding to stop and deciding to save.
+      stop = preemption.requested
+      should_save = is_last or step % config.train.checkpoint_every == 0 or stop
       if is_last or should_save or step % config.train.log_every == 0:
         pending = jax.device_get(pending)
         bad = _first_nonfinite(pending)
@@ -161,7 +164,7 @@ def pretrain(config, workdir: str):
         pending = []
       if should_save:
         ckpt_lib.save(manager, step, state.as_dict(), force=True)
-      if preemption.requested:
+      if stop:
         preempted = True
         reporter.info(f"SIGTERM: saved checkpoint at step {step}; exiting")
         break
