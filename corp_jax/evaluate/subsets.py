@@ -6,12 +6,8 @@ Contract:
   labels: per class c with n_c videos, max(1, round(fraction * n_c)) of them drawn without
   replacement, so class proportions are kept and every class keeps at least one video. The
   same (labels, fraction, seed) always gives the same indices; another seed another draw.
-  `read_labels(files, label_keys) -> {'video_id': [N] int32, key: [N] int32, ...}`: every
-  record of the (sorted) files, with the pipeline's video ids
-  (`record_index_in_file * num_files + file_index`, see corp_jax.data.pipeline), so that
-  features from any pipeline can be joined with any label family by video id.
-  `subset_source(files, video_ids, label_key)`: a tf.data.Dataset of those records only, a
-  valid `source` for corp_jax.data.pipeline.make_train_dataset.
+  `labels_for(video_ids, table, label_key)`: labels of video ids from a `read_labels` table.
+  `read_labels`, `subset_source`: forwarded to corp_jax.data.label_table (see there).
 The record-reading parts live in corp_jax.data.label_table (TensorFlow stays there).
 """
 
