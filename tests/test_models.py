@@ -15,7 +15,7 @@ import pytest
 
 from corp_jax.models import (VARIANTS, BackboneSpec, Conv3D, ProjectionMLP, ResNet3D,
                              default_conv_impl, feature_dim, resolve_conv_impl)
-from corp_jax.models.conv import conv3d_factorized, conv3d_native, explicit_padding
+from corp_jax.models.conv import conv3d_factorized, conv3d_im2col, conv3d_native, explicit_padding
 
 TINY_CLIPS = (2, 8, 32, 32, 3)
 
@@ -68,8 +68,8 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("shape,cout,kernel_size,strides,padding", CONV_CASES)
-def test_conv_native_and_factorized_agree_with_gradients(shape, cout, kernel_size, strides,
-                                                         padding):
+def test_conv_native_factorized_im2col_agree_with_gradients(shape, cout, kernel_size, strides,
+                                                            padding):
   x = _normal(shape, seed=0)
   kernel = 0.3 * _normal(tuple(kernel_size) + (shape[-1], cout), seed=1)
   pads = explicit_padding(padding, shape[1:4], kernel_size, strides)
@@ -77,17 +77,18 @@ def test_conv_native_and_factorized_agree_with_gradients(shape, cout, kernel_siz
   @jax.jit  # one compile per case: outputs and VJPs of both implementations
   def outputs_and_grads(x, kernel):
     results = []
-    for conv in (conv3d_native, conv3d_factorized):
+    for conv in (conv3d_native, conv3d_factorized, conv3d_im2col):
       y, vjp = jax.vjp(lambda a, w, conv=conv: conv(a, w, strides, pads), x, kernel)
       # A non-uniform cotangent so that every output position matters.
       results.append((y, vjp(jnp.cos(jnp.arange(y.size, dtype=y.dtype)).reshape(y.shape))))
     return results
 
-  (y_n, (gx_n, gk_n)), (y_f, (gx_f, gk_f)) = outputs_and_grads(x, kernel)
-  assert y_n.shape == y_f.shape
-  np.testing.assert_allclose(y_f, y_n, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(gx_f, gx_n, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(gk_f, gk_n, rtol=1e-5, atol=1e-5)
+  (y_n, (gx_n, gk_n)), *others = outputs_and_grads(x, kernel)
+  for y_o, (gx_o, gk_o) in others:
+    assert y_n.shape == y_o.shape
+    np.testing.assert_allclose(y_o, y_n, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx_o, gx_n, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gk_o, gk_n, rtol=1e-5, atol=1e-5)
 
 
 def test_conv_module_parameters_are_interchangeable():
@@ -114,7 +115,7 @@ def test_conv_matches_an_explicit_sum_over_taps():
   padded = np.pad(np.asarray(x), ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))
   expected = sum(np.einsum("nthwc,cd->nthwd", padded[:, dt:dt + 4], kernel[dt, 0, 0])
                  for dt in range(3))
-  for impl in ("native", "factorized"):
+  for impl in ("native", "factorized", "im2col"):
     conv = Conv3D(2, (3, 1, 1), padding="SAME", impl=impl)
     y = jax.jit(conv.apply)({"params": {"kernel": kernel}}, x)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
