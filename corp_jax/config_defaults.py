@@ -91,7 +91,7 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   o.grad_clip_norm = 1.0 if objective in ("corp_m", "order_only", "contrast_only") else 0.0
 
   c.train = t = ml_collections.ConfigDict()
-  t.num_steps = 300
+  t.num_steps = 800
   t.num_epochs = 0.0  # > 0 overrides num_steps: epochs × videos / batch
   t.log_every = 20
   t.checkpoint_every = 100
