@@ -22,7 +22,7 @@ from corp_jax.train import checkpoint as ckpt_lib
 from corp_jax.train import loop
 from corp_jax.train import mesh as mesh_lib
 from corp_jax.train import model as model_lib
-from tests.train_helpers import flat_params, tiny_config
+from tests.train_helpers import apply_overrides, flat_params, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,15 +33,7 @@ def _eval_config(job, **overrides):
   spec = importlib.util.spec_from_file_location(f"_test_{job}_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config("test")
-  with config.unlocked():
-    for dotted, value in overrides.items():
-      node = config
-      *parents, leaf = dotted.split("__")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-  return config
+  return apply_overrides(module.get_config("test"), **overrides)
 
 
 @pytest.fixture(scope="module")

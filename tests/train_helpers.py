@@ -14,6 +14,12 @@ def tiny_config(objective="corp_f", *, steps=4, source="synthetic", num_devices=
     config.train.num_steps = steps
     config.train.num_devices = num_devices
     config.train.async_checkpoints = False
+  return apply_overrides(config, **overrides)
+
+
+def apply_overrides(config, **overrides):
+  """Sets `a__b=value` keyword overrides on config.a.b (new keys allowed); returns config."""
+  with config.unlocked():
     for dotted, value in overrides.items():
       node = config
       *parents, leaf = dotted.split("__")

@@ -18,15 +18,9 @@ import numpy as np
 
 
 def _sorted_files(files: str | Sequence[str]) -> list[str]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  patterns = [files] if isinstance(files, str) else list(files)
-  matched = []
-  for pattern in patterns:
-    found = tf.io.gfile.glob(pattern)
-    if not found:
-      raise FileNotFoundError(f"no files match {pattern!r}")
-    matched.extend(found)
-  return sorted(set(matched))
+  """Every file of the patterns, sorted: the same order the pipeline's video ids count in."""
+  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  return pipeline.resolve_shard_files(files, 0, 1)[0]
 
 
 def read_labels(files: str | Sequence[str], label_keys: Sequence[str]) -> dict:
