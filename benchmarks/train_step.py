@@ -282,6 +282,10 @@ def run_objective(size_name: str, objective: str, args) -> dict:
       worker.warmup(args.torch_warmup)
       torch_times[label] = worker.time_steps(args.steps * rounds)
       worker.close()
+      # Printed now so that a JAX failure or time-out later still leaves this figure.
+      clips = per_device * NUM_CLIPS[objective]
+      print(f"  {label}: {_median_ms(torch_times[label]):.1f} ms/step, "
+            f"{clips / statistics.median(torch_times[label]):.1f} clips/s", flush=True)
     workers = []
   benches = []
   for impl in args.conv_impl.split(","):
