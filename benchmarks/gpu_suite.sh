@@ -8,14 +8,15 @@
 # cannot eat the others' time (the remaining suite budget also caps each step; a step left with
 # under 10 s is skipped):
 #   1. environment: GPU, driver, jax / flax / optax / torch versions
-#   2. train_step.py R3D-50 16x224x224 bf16 CORP_f: PyTorch (torch.compile) first, then JAX;
+#   2. train_step.py R3D-50 16x224x224 bf16 CORP_f: PyTorch (torch.compile) first, then JAX
+#      with factorized (the GPU default since the 2026-11-26 H200 run) and native convs;
 #      clips/s, XLA and model FLOPs, MFU, the JAX/PyTorch ratio
-#   3. hlo_check.py: transposes/copies around the convs with the default XLA flags (the
-#      optimised HLO is kept in $OUT)
-#   4. the same as 2 for CORP_m
+#   3. hlo_check.py (factorized): transposes/copies around the convs with the default XLA
+#      flags (the optimised HLO is kept in $OUT)
+#   4. the same as 2 for CORP_m, factorized only
 #   5. train_step.py --find_max_batch CORP_f, without and with remat
 #   6. CORP_f JAX alone at a 3x larger per-device batch
-#   7. hlo_check.py with --xla_gpu_force_conv_nhwc
+#   7. hlo_check.py with --xla_gpu_force_conv_nhwc (native convs: does it make them NDHWC?)
 #   8. python -m corp_jax.tools.parity --device cuda --dtype float32,bfloat16
 # Needs jax (CUDA), flax, optax, numpy, torch; no TensorFlow, no ml_collections.
 # The JAX persistent compilation cache is shared by the steps: step 3's compile and
@@ -76,26 +77,26 @@ print('jax', jax.__version__, jax.devices(), '| flax', flax.__version__, '| opta
       optax.__version__, '| torch', torch.__version__)"
 
 # Most important first: a later step that runs out of suite budget is skipped, not this one.
-step "train_step corp_f" 180 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_f --conv_impl native --torch_compile "$COMPILE" "${STEPS[@]}" \
+step "train_step corp_f" 210 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
+  --objective corp_f --conv_impl factorized,native --torch_compile "$COMPILE" "${STEPS[@]}" \
   --json "$OUT/train_step_corp_f.json"
 cleanup
 step "hlo_check default flags" 50 "$PY" benchmarks/hlo_check.py --size "$SIZE" \
-  --dtype "$DTYPE" --conv_impl native --examples 3 --dump "$OUT/hlo_${SIZE}_${DTYPE}.txt"
+  --dtype "$DTYPE" --conv_impl factorized --examples 3 --dump "$OUT/hlo_${SIZE}_${DTYPE}.txt"
 step "train_step corp_m" 150 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_m --conv_impl native --torch_compile "$COMPILE" "${STEPS[@]}" \
+  --objective corp_m --conv_impl factorized --torch_compile "$COMPILE" "${STEPS[@]}" \
   --json "$OUT/train_step_corp_m.json"
 cleanup
 # find_max_batch needs the whole device: let JAX use 95% of it.
 step "find_max_batch corp_f" 90 env XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 "$PY" \
   benchmarks/train_step.py --find_max_batch --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_f --conv_impl native "${MAXB[@]}" --json "$OUT/find_max_batch.json"
+  --objective corp_f --conv_impl factorized "${MAXB[@]}" --json "$OUT/find_max_batch.json"
 # Throughput at a larger per-device batch (JAX only): does a bigger step use the GPU better?
 step "train_step corp_f big batch" 60 "$PY" benchmarks/train_step.py --size "$SIZE" \
-  --dtype "$DTYPE" --objective corp_f --conv_impl native --no_torch "${STEPS[@]}" \
+  --dtype "$DTYPE" --objective corp_f --conv_impl factorized --no_torch "${STEPS[@]}" \
   --batch "$BIG_BATCH" --json "$OUT/train_step_corp_f_big.json"
 if (( ! SMOKE )); then  # an XLA:GPU flag: meaningless on CPU
-  step "hlo_check force_conv_nhwc" 45 "$PY" benchmarks/hlo_check.py --size "$SIZE" \
+  step "hlo_check force_conv_nhwc" 60 "$PY" benchmarks/hlo_check.py --size "$SIZE" \
     --dtype "$DTYPE" --conv_impl native --examples 3 --force_conv_nhwc
 fi
 step parity 45 "$PY" -m corp_jax.tools.parity --device "$TORCH_DEVICE" --dtype float32,bfloat16

@@ -7,7 +7,9 @@ conv implementation, reads the optimised HLO (`compiled.as_text()`) and prints:
     XLA chose: `b012f` is channels-last NDHWC, `bf012` is channels-first NCDHW);
   * how many of them have a layout op (a `transpose`, a `copy` that changes the layout, or a
     fusion made only of transpose / copy / bitcast / reshape / convert) as a direct operand or
-    user (looking through bitcast and get-tuple-element), and a few examples;
+    user (looking through bitcast and get-tuple-element), how many of those have one that is
+    activation-sized (not the size of the conv's kernel, the smallest of its input, kernel and
+    output), and a few examples;
   * the total transposes and layout-changing copies in the module (fusion bodies included).
 On a GPU the goal is no layout transposes around the 3D convolutions; `--force_conv_nhwc` adds
 `--xla_gpu_force_conv_nhwc` to XLA_FLAGS (it must be set before JAX starts, so it only works when
@@ -116,6 +118,17 @@ def is_layout_op(instr, comps, instrs) -> bool:
   return False
 
 
+def _elements(instr) -> int:
+  """Element count of an instruction's (first) result array; -1 when it has none."""
+  match = re.search(r"\w+\[([\d,]*)\]", instr["type"])
+  if not match:
+    return -1
+  count = 1
+  for dim in filter(None, match.group(1).split(",")):
+    count *= int(dim)
+  return count
+
+
 def analyse(text: str, examples: int = 3) -> dict:
   """Counts over every non-fused computation (fusion bodies are looked into, not walked)."""
   comps = parse_hlo(text)
@@ -124,6 +137,7 @@ def analyse(text: str, examples: int = 3) -> dict:
   fused = {c for comp in comps.values() for i in comp["instrs"].values()
            if i["opcode"] == "fusion" for c in _called(i)}
   convs, adjacent, shown, labels = 0, 0, [], collections.Counter()
+  activation_adjacent = 0
   layout_total = sum(1 for comp in comps.values() for i in comp["instrs"].values()
                      if i["opcode"] in LAYOUT_OPS and is_layout_op(i, comps, comp["instrs"]))
   for name, comp in comps.items():
@@ -162,11 +176,19 @@ def analyse(text: str, examples: int = 3) -> dict:
       labels[dims.group(1) if dims else "?"] += 1
       near = [n for op in instr["operands"] for n in producers(op)] + consumers(conv_name)
       layout = [n for n in near if n in instrs and is_layout_op(instrs[n], comps, instrs)]
+      # The kernel (or, for a filter-gradient conv, its result) is the smallest of a conv's
+      # input, kernel and output in a CNN: a layout op of exactly that size is weight-side.
+      sizes = [_elements(instrs[n]) for n in instr["operands"][:2] if n in instrs]
+      weight_size = min([x for x in sizes + [_elements(instr)] if x > 0], default=-1)
+      if any(_elements(instrs[n]) != weight_size for n in layout):
+        activation_adjacent += 1
       if layout:
         adjacent += 1
         if len(shown) < examples:
           shown.append((instr["line"][:240], [instrs[n]["line"][:240] for n in layout[:2]]))
-  return dict(convolutions=convs, with_adjacent_layout_op=adjacent, layout_ops_total=layout_total,
+  return dict(convolutions=convs, with_adjacent_layout_op=adjacent,
+              with_adjacent_activation_layout_op=activation_adjacent,
+              layout_ops_total=layout_total,
               dim_labels=dict(labels), examples=shown)
 
 
@@ -176,7 +198,7 @@ def parse_args(argv=None):
   p.add_argument("--size", choices=sorted(SIZES), default="cpu")
   p.add_argument("--objective", choices=("corp_f", "corp_m"), default="corp_f")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-  p.add_argument("--conv_impl", choices=("native", "factorized", "auto"), default="auto")
+  p.add_argument("--conv_impl", choices=("native", "factorized", "im2col", "auto"), default="auto")
   p.add_argument("--remat", action="store_true")
   p.add_argument("--batch", type=int, default=0)
   p.add_argument("--examples", type=int, default=3)
@@ -211,8 +233,9 @@ def main(argv=None) -> dict:
     print(f"optimised HLO written to {args.dump} ({len(text) / 1e6:.1f} MB)")
   result = analyse(text, args.examples)
   print(f"convolutions: {result['convolutions']}; with a transpose/copy as direct operand or "
-        f"user: {result['with_adjacent_layout_op']}; transposes + layout copies in the module: "
-        f"{result['layout_ops_total']}")
+        f"user: {result['with_adjacent_layout_op']} ({result['with_adjacent_activation_layout_op']}"
+        f" of them activation-sized, the rest weight-sized); transposes + layout copies in the "
+        f"module: {result['layout_ops_total']}")
   print(f"conv dim_labels: {result['dim_labels']}")
   for conv, layout in result["examples"]:
     print(f"  conv:   {conv}")

@@ -30,3 +30,4 @@ def test_benchmark_mains_run_once():
 
   hlo = hlo_check.main(["--size", "smoke", "--conv_impl", "native", "--examples", "1"])
   assert hlo["convolutions"] > 0
+  assert 0 <= hlo["with_adjacent_activation_layout_op"] <= hlo["with_adjacent_layout_op"]

@@ -124,7 +124,8 @@ def test_conv_matches_an_explicit_sum_over_taps():
 def test_conv_impl_resolution_and_bad_inputs():
   assert resolve_conv_impl("auto") == default_conv_impl()
   assert default_conv_impl("cpu") == "factorized"
-  assert default_conv_impl("gpu") == "native"
+  assert default_conv_impl("gpu") == "factorized"
+  assert default_conv_impl("tpu") == "native"
   x = jnp.zeros((1, 4, 4, 4, 2))
   with pytest.raises(ValueError, match="conv_impl='cudnn'"):
     jax.eval_shape(_init_conv, Conv3D(2, impl="cudnn"), x)
