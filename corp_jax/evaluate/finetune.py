@@ -73,22 +73,12 @@ class FinetuneTrainer:
     losses = []
     sharded = mesh_lib.batch_sharded(self._mesh)
     for step in range(self.total_steps):
-      batch = next(batches)
-      clips = np.asarray(batch["clips"], np.float32)
-      clips = clips.reshape((-1,) + clips.shape[2:])
-      labels = np.repeat(np.asarray(batch["label"], np.int32), len(clips) // len(batch["label"]))
-      if labels.min() < 0:
-        raise ValueError(f"training batch has label {labels.min()}: the records lack the "
-                         "configured config.label_key")
+      clips, labels = linear_lib.labelled_views(next(batches))
       self.params, self.batch_stats, self.opt_state, loss = self._step(
           self.params, self.batch_stats, self.opt_state, self._stats,
           jax.device_put(clips, sharded), jax.device_put(labels, sharded))
-      if log_fn and ((step + 1) % log_every == 0 or step + 1 == self.total_steps):
-        loss = float(loss)
-        if not np.isfinite(loss):
-          raise FloatingPointError(f"fine-tuning loss is {loss} at step {step + 1}")
-        log_fn(step + 1, {"loss": loss, "learning_rate": float(self.schedule(step))})
-      losses.append(loss)
+      losses.append(linear_lib.log_training_loss(log_fn, step, self.total_steps, log_every, loss,
+                                                 self.schedule, "fine-tuning"))
     return [float(v) for v in jax.device_get(losses)]
 
   def variables(self) -> dict:

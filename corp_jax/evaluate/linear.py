@@ -93,6 +93,32 @@ def train_on_features(features: np.ndarray, labels: np.ndarray, num_classes: int
   return jax.device_get(params), np.asarray(jax.device_get(losses), np.float64)
 
 
+def labelled_views(batch: dict) -> tuple[np.ndarray, np.ndarray]:
+  """A training batch's clips [B, V, T, S, S, 3] -> (clips [B*V, T, S, S, 3] float32,
+  labels [B*V] int32: each video's label repeated for its V views)."""
+  clips = np.asarray(batch["clips"], np.float32)
+  clips = clips.reshape((-1,) + clips.shape[2:])
+  labels = np.repeat(np.asarray(batch["label"], np.int32), len(clips) // len(batch["label"]))
+  if labels.min() < 0:
+    raise ValueError(f"training batch has label {labels.min()}: the records lack the "
+                     "configured config.label_key")
+  return clips, labels
+
+
+def log_training_loss(log_fn, step: int, total_steps: int, log_every: int, loss, schedule,
+                      what: str):
+  """Every `log_every` steps and at the last: checks the loss is finite, calls log_fn.
+
+  Returns the loss as a float when it was read back (the device sync this costs is paid only
+  on logged steps), else the device value unchanged."""
+  if log_fn and ((step + 1) % log_every == 0 or step + 1 == total_steps):
+    loss = float(loss)
+    if not np.isfinite(loss):
+      raise FloatingPointError(f"{what} loss is {loss} at step {step + 1}")
+    log_fn(step + 1, {"loss": loss, "learning_rate": float(schedule(step))})
+  return loss
+
+
 class StreamingLinearTrainer:
   """Linear classifier on a frozen backbone, fed batches of augmented clips."""
 
@@ -128,24 +154,14 @@ class StreamingLinearTrainer:
   def train(self, batches: Iterator[dict], log_fn=None, log_every: int = 50) -> list[float]:
     """Runs total_steps steps on `batches` (clips [B, 1, T, S, S, 3]); returns the losses."""
     losses = []
+    sharded = mesh_lib.batch_sharded(self._mesh)
     for step in range(self.total_steps):
-      batch = next(batches)
-      clips = np.asarray(batch["clips"], np.float32)
-      clips = clips.reshape((-1,) + clips.shape[2:])
-      labels = np.repeat(np.asarray(batch["label"], np.int32), len(clips) // len(batch["label"]))
-      if labels.min() < 0:
-        raise ValueError(f"training batch has label {labels.min()}: the records lack the "
-                         "configured config.label_key")
+      clips, labels = labelled_views(next(batches))
       self.params, self.opt_state, loss = self._step(
           self.params, self.opt_state, self.backbone_variables, self._stats,
-          jax.device_put(clips, mesh_lib.batch_sharded(self._mesh)),
-          jax.device_put(labels, mesh_lib.batch_sharded(self._mesh)))
-      if log_fn and ((step + 1) % log_every == 0 or step + 1 == self.total_steps):
-        loss = float(loss)
-        if not np.isfinite(loss):
-          raise FloatingPointError(f"linear classifier loss is {loss} at step {step + 1}")
-        log_fn(step + 1, {"loss": loss, "learning_rate": float(self.schedule(step))})
-      losses.append(loss)
+          jax.device_put(clips, sharded), jax.device_put(labels, sharded))
+      losses.append(log_training_loss(log_fn, step, self.total_steps, log_every, loss,
+                                      self.schedule, "linear classifier"))
     return [float(v) for v in jax.device_get(losses)]
 
   def classifier(self) -> dict:
