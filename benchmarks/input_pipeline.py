@@ -6,6 +6,16 @@ in a temporary directory, then measures in one run, each on a tf.data private th
 
 Each figure is items per wall second and items per CPU-second of this process (all threads),
 the latter being the per-core figure that other load on a shared machine does not distort.
+All streams are built first (the build time of each is printed: tracing, autograph, XLA
+compilation and the first batch), then measured in `--slices` alternating slices, each on a
+fresh iterator after two untimed batches, so that drifting load and allocator state hit all
+figures alike.
+
+Memory allocator: with glibc malloc, every batch of float32 clips (77 MB here) is a fresh
+mmap, and faulting its pages in costs as much CPU as ~40% of the JPEG decoding (system time);
+small and uint8 batches suffer less, and how much depends on the process's allocation
+history. `--bfc_allocator` sets TF_CPU_ALLOCATOR_USE_BFC=true before TensorFlow starts (TF's
+pooling allocator), which removes that cost from every figure, the bound included.
 
   decode-only bound  tf.io.decode_jpeg of every frame, nothing else: frames/s, and clips/s =
                      frames/s / T (the most a pipeline that fully decodes its frames could do);
@@ -14,7 +24,7 @@ the latter being the per-core figure that other load on a shared machine does no
                      flip, colour jitter, grayscale, blur; float32 clips; CVRL's exact colour
                      ops (`color_mode='cvrl'`);
   cpu-aug (linear)   the same with `color_mode='linear'`: jitter + grayscale as one affine
-                     map per clip, fused with flip and blur under XLA;
+                     map per clip, with flip and blur in a few XLA passes (`linear_aug_tf`);
   accel-aug          the same pipeline with `accel_aug=True`: decode + crop + resize, uint8;
   jax-aug            `augment_jax.augment_clips` on one uint8 batch on JAX's default device,
                      in both colour modes.
@@ -51,7 +61,10 @@ def _parse_args(argv=None):
   parser.add_argument("--crop_size", type=int, default=224)
   parser.add_argument("--batch_size", type=int, default=4)
   parser.add_argument("--seconds", type=float, default=10.0,
-                      help="measuring time per figure (in 4 alternating slices)")
+                      help="measuring time per figure (split into --slices alternating slices)")
+  parser.add_argument("--slices", type=int, default=4)
+  parser.add_argument("--bfc_allocator", action="store_true",
+                      help="TF_CPU_ALLOCATOR_USE_BFC=true (see the module docstring)")
   parser.add_argument("--skip_jax", action="store_true", help="skip the JAX augmentation")
   parser.add_argument("--compare", action="store_true",
                       help="measure |linear - cvrl| for equal parameters")
@@ -85,14 +98,13 @@ def write_videos(directory, args):
   return shard_writer.shard_pattern(directory, "bench"), all_jpegs, mean_kb
 
 
-def _rates(stream_factory, seconds, warmup_steps=2):
-  """(items per wall second, items per CPU second of this process) of one stream.
+def _measure_slice(dataset, items_per_step, seconds, warmup_steps=2):
+  """(items, wall s, CPU s of this process) of one slice on a fresh iterator.
 
   CPU seconds (all threads) make the per-core figure robust to other processes' load on a
-  shared machine; streams are built and measured one at a time, so nothing else of ours
-  runs in the background.
+  shared machine; one iterator exists at a time, so nothing else of ours runs meanwhile.
   """
-  iterator, items_per_step = stream_factory()
+  iterator = iter(dataset)
   for _ in range(warmup_steps):
     next(iterator)
   items = 0
@@ -102,7 +114,25 @@ def _rates(stream_factory, seconds, warmup_steps=2):
     items += items_per_step
   wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
   del iterator
-  return items / wall, items / cpu
+  return items, wall, cpu
+
+
+def measure_streams(streams, seconds, slices):
+  """streams: {name: (dataset, items_per_step)} -> {name: (items/wall s, items/CPU s)},
+  in `slices` rounds of seconds / slices per stream."""
+  totals = {name: np.zeros(3) for name in streams}
+  for _ in range(max(int(slices), 1)):
+    for name, (dataset, per_step) in streams.items():
+      totals[name] += _measure_slice(dataset, per_step, seconds / max(int(slices), 1))
+  return {name: (items / wall, items / cpu) for name, (items, wall, cpu) in totals.items()}
+
+
+def _built(factory):
+  """(dataset, items_per_step, seconds to build it and yield its first batch)."""
+  start = time.perf_counter()
+  dataset, per_step = factory()
+  next(iter(dataset))
+  return dataset, per_step, time.perf_counter() - start
 
 
 def decode_only_stream(jpegs, args):
@@ -112,7 +142,7 @@ def decode_only_stream(jpegs, args):
   ds = ds.map(lambda j: tf.io.decode_jpeg(j, channels=3), num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(32).map(lambda b: tf.reduce_max(b))  # keep decoded pixels live, return little
   ds = pipeline.apply_threading_options(ds.prefetch(2), args.threads)
-  return iter(ds), 32
+  return ds, 32
 
 
 def pipeline_stream(pattern, args, accel_aug, color_mode="cvrl"):
@@ -123,7 +153,7 @@ def pipeline_stream(pattern, args, accel_aug, color_mode="cvrl"):
       clip_len=args.clip_len, stride=args.stride, crop_size=args.crop_size, seed=0,
       shuffle_buffer=args.num_videos, accel_aug=accel_aug, process_index=0, process_count=1,
       num_threads=args.threads, augment=AugmentConfig(color_mode=color_mode))
-  return iter(ds), args.batch_size * args.num_clips
+  return ds, args.batch_size * args.num_clips
 
 
 def jax_clips_per_second(args, color_mode):
@@ -168,6 +198,12 @@ def compare_modes(jpegs, args, num_clips=64, frames=4, size=112):
 def main(argv=None):
   args = _parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if args.bfc_allocator:
+    from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+    if not pipeline.use_tf_bfc_cpu_allocator():
+      raise RuntimeError("--bfc_allocator must be set before TensorFlow is imported")
+  bfc = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").lower() in ("1", "true")
+  print(f"TF CPU allocator: {'BFC' if bfc else 'default (malloc)'}")
   t_frames = args.clip_len
   print(f"load average (1, 5, 15 min): {os.getloadavg()}")
   with tempfile.TemporaryDirectory() as directory:
@@ -176,12 +212,19 @@ def main(argv=None):
           f"(JPEG mean {mean_kb:.1f} KiB); clips of {t_frames} frames at stride "
           f"{args.stride}, {args.crop_size}x{args.crop_size} crops, K={args.num_clips}, "
           f"threads={args.threads}")
-    frames_wall, frames_cpu = _rates(lambda: decode_only_stream(jpegs, args), args.seconds)
-    figures = [(name, *_rates(lambda a=accel, m=mode: pipeline_stream(pattern, args, a, m),
-                              args.seconds))
-               for name, accel, mode in (("cpu-aug (cvrl)", False, "cvrl"),
-                                         ("cpu-aug (linear)", False, "linear"),
-                                         ("accel-aug pipeline", True, "cvrl"))]
+    factories = {"decode-only bound": lambda: decode_only_stream(jpegs, args)}
+    for name, accel, mode in (("cpu-aug (cvrl)", False, "cvrl"),
+                              ("cpu-aug (linear)", False, "linear"),
+                              ("accel-aug pipeline", True, "cvrl")):
+      factories[name] = lambda a=accel, m=mode: pipeline_stream(pattern, args, a, m)
+    streams = {}
+    for name, factory in factories.items():
+      dataset, per_step, build_s = _built(factory)
+      streams[name] = (dataset, per_step)
+      print(f"built {name}: {build_s:.1f} s to the first batch")
+    rates = measure_streams(streams, args.seconds, args.slices)
+    frames_wall, frames_cpu = rates.pop("decode-only bound")
+    figures = [(name, *rates[name]) for name in factories if name in rates]
     comparison = compare_modes(jpegs, args) if args.compare else []
   bound_wall, bound_cpu = frames_wall / t_frames, frames_cpu / t_frames
   print("figure              wall clips/s   clips per CPU-second (per core)   % of bound")

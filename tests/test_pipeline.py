@@ -74,6 +74,18 @@ def test_train_batch_shapes_and_dtypes(shard_dir):
   assert clips.dtype == np.float32 and clips.min() >= 0.0 and clips.max() <= 1.0
 
 
+def test_train_linear_color_mode_is_deterministic_and_in_range(shard_dir):
+  linear = AugmentConfig(color_mode="linear")
+  first = _take(_train(shard_dir, accel_aug=False, augment=linear), 2)
+  again = _take(_train(shard_dir, accel_aug=False, augment=linear), 2)
+  for batch, other in zip(first, again):
+    clips = batch["clips"]
+    assert clips.shape == (3, 2, 4, 16, 16, 3) and clips.dtype == np.float32
+    assert clips.min() >= 0.0 and clips.max() <= 1.0
+    np.testing.assert_array_equal(clips, other["clips"])
+    np.testing.assert_array_equal(batch["starts"], other["starts"])
+
+
 def test_train_frames_match_returned_starts(shard_dir):
   for batch in _take(_train(shard_dir), 6):  # 18 videos: more than two epochs
     for b in range(3):
