@@ -128,7 +128,9 @@ def augment_config(data):
       color_jitter_prob=data.aug_color_jitter_prob, brightness=data.aug_color_strength,
       contrast=data.aug_color_strength, saturation=data.aug_color_strength,
       hue=0.2 * data.aug_color_strength, grayscale_prob=data.aug_grayscale_prob,
-      blur_prob=data.aug_blur_prob)
+      blur_prob=data.aug_blur_prob,
+      # Workdirs written before the key existed used CVRL's colour ops.
+      color_mode=getattr(data, "aug_color_mode", "cvrl"))
 
 
 def _videos_from_metadata(pattern: str) -> int | None:
