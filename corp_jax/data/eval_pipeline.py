@@ -137,8 +137,12 @@ def build_eval_dataset(source: pipeline.SourceType, *, batch_size: int, num_clip
   map_fn = _eval_map_fn(num_clips=num_clips, num_crops=num_crops, clip_len=clip_len,
                         stride=stride, crop_size=crop_size, resize_short=resize_short,
                         label_key=label_key, output_uint8=output_uint8)
-  ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.batch(batch_size, drop_remainder=False).map(_pad_batch_fn(batch_size))
+  # As in the training pipeline: Python control flow here is on static values only, so the
+  # map functions are traced without autograph (seconds of start-up saved).
+  ds = ds.map(pipeline.no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=True)
+  ds = ds.batch(batch_size, drop_remainder=False).map(
+      pipeline.no_autograph(_pad_batch_fn(batch_size)))
   ds = ds.prefetch(tf.data.AUTOTUNE)
   return pipeline.apply_threading_options(ds, num_threads)
 

@@ -73,7 +73,7 @@ def use_tf_bfc_cpu_allocator() -> bool:
   return "tensorflow" not in sys.modules
 
 
-def _no_autograph(fn):
+def no_autograph(fn):
   """tf.data traces map functions through autograph, which converts every Python function
   they call (seconds of start-up for the augmentation graph). Ours have Python control flow
   only on static values, so they are traced as plain Python."""
@@ -152,7 +152,7 @@ class VideoSource:
         lambda j, rec: (tf.cast(j * num_files + file_id, tf.int32), rec))
 
   def _interleave(self, file_ds):
-    return file_ds.interleave(_no_autograph(self._read_file),
+    return file_ds.interleave(no_autograph(self._read_file),
                               cycle_length=min(self.cycle_length, len(self.files)),
                               block_length=1, num_parallel_calls=self._tf.data.AUTOTUNE,
                               deterministic=True)
@@ -305,14 +305,14 @@ def build_train_dataset(source: SourceType, *, batch_size_per_process: int, num_
                                             reshuffle_each_iteration=False)
 
   stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(
-      _no_autograph(one_epoch))
+      no_autograph(one_epoch))
   stream = stream.skip(skip)
   indexed = tf.data.Dataset.zip(
       (tf.data.Dataset.range(start_element, np.iinfo(np.int64).max), stream))
   map_fn = _train_map_fn(seed=seed, num_clips=num_clips, clip_len=clip_len, stride=stride,
                          crop_size=crop_size, max_tries=max_tries, label_key=label_key,
                          augment=augment, accel_aug=accel_aug)
-  ds = indexed.map(_no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
+  ds = indexed.map(no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
                    deterministic=True)
   ds = ds.batch(batch_size_per_process, drop_remainder=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
