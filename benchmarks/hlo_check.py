@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import math
 import os
 import pathlib
 import re
@@ -121,12 +122,7 @@ def is_layout_op(instr, comps, instrs) -> bool:
 def _elements(instr) -> int:
   """Element count of an instruction's (first) result array; -1 when it has none."""
   match = re.search(r"\w+\[([\d,]*)\]", instr["type"])
-  if not match:
-    return -1
-  count = 1
-  for dim in filter(None, match.group(1).split(",")):
-    count *= int(dim)
-  return count
+  return math.prod(int(d) for d in filter(None, match.group(1).split(","))) if match else -1
 
 
 def analyse(text: str, examples: int = 3) -> dict:

@@ -31,6 +31,8 @@ TensorFlow is imported lazily; GPUs are hidden from it once (`hide_gpus_from_tf`
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -67,8 +69,6 @@ def use_tf_bfc_cpu_allocator() -> bool:
   still sets the variable) when TensorFlow is already imported and the setting may come too
   late.
   """
-  import os  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
   return "tensorflow" not in sys.modules
 

@@ -62,6 +62,11 @@ def _stream(config, files, *, batch: int, seed: int, label_key: str):
       augment=inputs_lib.augment_config(data), process_index=0, process_count=1)
 
 
+def _mean_metrics(metrics: list) -> dict:
+  """The mean of each metric over a list of per-step metric dicts."""
+  return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+
 def motion_metrics(logits, labels):
   """8-way accuracy, 4-way pair accuracy, and direction accuracy given the right pair."""
   pred = jnp.argmax(logits, -1)
@@ -103,10 +108,8 @@ def build(config, mode: str):
       loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, clip_labels))
       metrics = motion_metrics(logits, clip_labels)
     else:
-      z = out["z"].reshape(b, k, -1)
-      zn = objectives_lib.l2_normalize(z) * jnp.sqrt(jnp.float32(z.shape[-1]))
       relate = lambda x, y: model.apply({"params": params["model"]}, x, y, method=model.relate)
-      order_logits = jnp.stack([relate(zn[:, 0], zn[:, 1]), relate(zn[:, 1], zn[:, 0])], 1)
+      order_logits = objectives_lib.corp_f_order_logits(out["z"].reshape(b, k, -1), relate)
       order_labels, valid = corp_f_loss_lib.order_labels(starts)
       ce = optax.softmax_cross_entropy_with_integer_labels(
           order_logits.astype(jnp.float32), order_labels)
@@ -164,7 +167,7 @@ def run(config, mode: str, *, steps: int, batch: int, lr: float, log_every: int,
         batch_np["label"])
     window.append(jax.device_get(metrics))
     if step % log_every == 0 or step == steps:
-      mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+      mean = _mean_metrics(window)
       history.append({"step": step, **mean})
       log(f"step {step:5d}  " + "  ".join(f"{k} {v:.3f}" for k, v in mean.items())
           + f"  ({time.time() - t0:.0f}s)")
@@ -175,7 +178,7 @@ def run(config, mode: str, *, steps: int, batch: int, lr: float, log_every: int,
   test_metrics = [jax.device_get(eval_step(params, batch_stats, b["clips"], b["starts"],
                                            b["label"]))
                   for _, b in zip(range(eval_batches), test)]
-  test_mean = {k: float(np.mean([m[k] for m in test_metrics])) for k in test_metrics[0]}
+  test_mean = _mean_metrics(test_metrics)
   log("test   " + "  ".join(f"{k} {v:.3f}" for k, v in test_mean.items()))
   return {"mode": mode, "steps": steps, "wall_s": time.time() - t0, "train": history,
           "test": test_mean}

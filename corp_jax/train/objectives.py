@@ -71,21 +71,32 @@ def l2_normalize(z, eps: float = 1e-12):
   return z * jax.lax.rsqrt(jnp.maximum(jnp.sum(z * z, axis=-1, keepdims=True), eps))
 
 
+def relation_inputs(z):
+  """What the relation head sees: √d-scaled unit vectors of z [..., d].
+
+  Components O(1) whatever d is, so the head's products (Eq. 8) and logits do not start
+  vanishingly small (a 1/d start slowed the order task, which begins at a saddle; see
+  DESIGN.md). The InfoNCE part normalises z itself.
+  """
+  return l2_normalize(z) * jnp.sqrt(jnp.float32(z.shape[-1]))
+
+
+def corp_f_order_logits(z, relate):
+  """Eq. 4's order logits of CORP_f: z [B, 2, d] -> [B, 2, C] with
+  order_logits[b, a] = φ(z[b, a], z[b, 1 − a]) on `relation_inputs(z)`."""
+  zn = relation_inputs(z)
+  return jnp.stack([relate(zn[:, 0], zn[:, 1]), relate(zn[:, 1], zn[:, 0])], axis=1)
+
+
 def compute_loss(objective: Objective, z, starts, *, relate, relate_all,
                  temperature: float, group_size: int):
   """Loss and metrics of one batch. z: [B, K, d] float32; starts: [B, K] int32."""
   if objective.name == "simclr":
     return losses.nt_xent(z, temperature=temperature)
-  # The relation head sees √d-scaled unit vectors: components O(1) whatever d is, so its
-  # products (Eq. 8) and logits do not start vanishingly small (a 1/d start slowed the order
-  # task, which begins at a saddle; see DESIGN.md). The InfoNCE part normalises z itself.
-  zn = l2_normalize(z) * jnp.sqrt(jnp.float32(z.shape[-1]))
-  if objective.name == "corp_f":
-    # order_logits[b, a] = φ(z[b, a], z[b, 1 − a]); the label comes from starts inside.
-    forward = relate(zn[:, 0], zn[:, 1])
-    backward = relate(zn[:, 1], zn[:, 0])
-    order_logits = jnp.stack([forward, backward], axis=1)
-    return losses.corp_f_loss(z, starts, order_logits, temperature=temperature)
+  if objective.name == "corp_f":  # the order label comes from starts inside
+    return losses.corp_f_loss(z, starts, corp_f_order_logits(z, relate),
+                              temperature=temperature)
+  zn = relation_inputs(z)
   batch, num_clips, dim = zn.shape
   groups = batch // group_size
   zg = zn.reshape(groups, group_size * num_clips, dim)
