@@ -7,7 +7,11 @@ clips/s of:
   input only  `next()` on the input iterator (tf.data: sample, decode, crop, augment, batch);
   loop        what corp_jax/train/loop.py does per step: next batch -> to_global -> step, with
               JAX's asynchronous dispatch overlapping the step and the next batch.
-A loop clearly slower than the step alone (below 90%) is input-bound, and the line says so.
+A loop at 90% of the step alone or better is compute-bound. Below that, `verdict` tells two cases
+apart: INPUT-BOUND when the pipeline alone is slower than the step (more input workers or
+accel_aug would help), CONTENDED when each alone is faster than the loop, i.e. they compete for
+the same host cores (on the CPU backend XLA's step and tf.data share them; the serial estimate
+1 / (1/step + 1/input) is printed next to it).
 With accel_aug the CPU only decodes and crops (uint8), and the colour/blur/flip augmentation runs
 inside the jitted step (corp_jax/data/augment_jax.py).
 
@@ -99,6 +103,17 @@ def measure(config, steps: int, warmup: int, num_devices: int) -> dict:
               clips_dtype=str(batch["clips"].dtype))
 
 
+def verdict(step_only: float, input_only: float, loop: float) -> str:
+  """Names what limits the loop, from the three clips/s figures (module docstring)."""
+  if loop >= 0.9 * step_only:
+    return "compute-bound"
+  if input_only < step_only:
+    return "INPUT-BOUND: the pipeline alone is slower than the step"
+  serial = 1.0 / (1.0 / step_only + 1.0 / input_only)
+  return (f"CONTENDED: step and input each run faster alone and share the host's cores "
+          f"(serial estimate {serial:.1f} clips/s)")
+
+
 def make_config(args, accel_aug: bool):
   config = config_defaults.pretrain_config(args.objective, args.preset)
   config.data.accel_aug = accel_aug
@@ -140,15 +155,15 @@ def main(argv=None) -> dict:
       raise ValueError(f"--accel_aug: {name!r} is not one of off, on")
     config = make_config(args, settings[name])
     r = measure(config, args.steps, args.warmup, args.num_devices)
-    verdict = "INPUT-BOUND" if r["loop"] < 0.9 * r["step_only"] else "compute-bound"
+    limit = verdict(r["step_only"], r["input_only"], r["loop"])
     print(f"{config.objective} accel_aug={name} | {config.model.backbone} "
           f"{config.data.clip_len}x{config.data.crop_size}^2 | {r['clips_per_step']} clips/step "
           f"({r['clips_dtype']} from the pipeline) | compile+warm-up "
           f"{r['compile_and_warmup_s']:.1f}s", flush=True)
     print(f"  clips/s: step only {r['step_only']:8.1f} | input only {r['input_only']:8.1f} | "
           f"loop {r['loop']:8.1f} ({100 * r['loop'] / r['step_only']:.0f}% of step only: "
-          f"{verdict})", flush=True)
-    results[name] = dict(r, verdict=verdict)
+          f"{limit})", flush=True)
+    results[name] = dict(r, verdict=limit)
   return results
 
 

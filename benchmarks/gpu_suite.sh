@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The accelerator benchmark suite, prepared for one run on an H100 / H200 (about 8 minutes).
+# The first H200 run (2026-11-26, benchmarks/results/) measured the step; what it could not say
+# is where the step's time goes, so the profile now comes right after the step.
 #
 #   bash benchmarks/gpu_suite.sh            # on the GPU machine; log in $OUT/bench.log
 #   bash benchmarks/gpu_suite.sh --smoke    # the same steps at tiny sizes on CPU (a dry run)
@@ -11,13 +13,16 @@
 #   2. train_step.py R3D-50 16x224x224 bf16 CORP_f: PyTorch (torch.compile) first, then JAX
 #      with factorized (the GPU default since the 2026-11-26 H200 run) and native convs;
 #      clips/s, XLA and model FLOPs, MFU, the JAX/PyTorch ratio
-#   3. hlo_check.py (factorized): transposes/copies around the convs with the default XLA
+#   3. profile_step.py (factorized): a jax.profiler trace of 5 steps, kernel time by category
+#      (convolution, matmul, data movement, reduction, elementwise), the top instructions and
+#      the roofline bounds next to them (benchmarks/roofline.py); summary JSON in $OUT
+#   4. hlo_check.py (factorized): transposes/copies around the convs with the default XLA
 #      flags (the optimised HLO is kept in $OUT)
-#   4. the same as 2 for CORP_m, factorized only
-#   5. train_step.py --find_max_batch CORP_f, without and with remat
-#   6. CORP_f JAX alone at a 3x larger per-device batch
-#   7. hlo_check.py with --xla_gpu_force_conv_nhwc (native convs: does it make them NDHWC?)
-#   8. python -m corp_jax.tools.parity --device cuda --dtype float32,bfloat16
+#   5. the same as 2 for CORP_m, factorized only
+#   6. train_step.py --find_max_batch CORP_f, without and with remat
+#   7. CORP_f JAX alone at a 3x larger per-device batch
+#   8. hlo_check.py with --xla_gpu_force_conv_nhwc (native convs: does it make them NDHWC?)
+#   9. python -m corp_jax.tools.parity --device cuda --dtype float32,bfloat16
 # Needs jax (CUDA), flax, optax, numpy, torch; no TensorFlow, no ml_collections.
 # The JAX persistent compilation cache is shared by the steps: step 3's compile and
 # step 5's first batch reuse step 2's.
@@ -81,6 +86,9 @@ step "train_step corp_f" 210 "$PY" benchmarks/train_step.py --size "$SIZE" --dty
   --objective corp_f --conv_impl factorized,native --torch_compile "$COMPILE" "${STEPS[@]}" \
   --json "$OUT/train_step_corp_f.json"
 cleanup
+step "profile_step corp_f" 90 "$PY" benchmarks/profile_step.py --size "$SIZE" --dtype "$DTYPE" \
+  --objective corp_f --conv_impl factorized --steps 5 --warmup 3 --top 25 \
+  --json "$OUT/profile_corp_f.json"
 step "hlo_check default flags" 50 "$PY" benchmarks/hlo_check.py --size "$SIZE" \
   --dtype "$DTYPE" --conv_impl factorized --examples 3 --dump "$OUT/hlo_${SIZE}_${DTYPE}.txt"
 step "train_step corp_m" 150 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \

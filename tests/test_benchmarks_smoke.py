@@ -31,3 +31,12 @@ def test_benchmark_mains_run_once():
   hlo = hlo_check.main(["--size", "smoke", "--conv_impl", "native", "--examples", "1"])
   assert hlo["convolutions"] > 0
   assert 0 <= hlo["with_adjacent_activation_layout_op"] <= hlo["with_adjacent_layout_op"]
+
+
+def test_end_to_end_verdict_separates_input_bound_from_contended():
+  from benchmarks import end_to_end  # pylint: disable=g-import-not-at-top
+  assert end_to_end.verdict(step_only=100, input_only=50, loop=95) == "compute-bound"
+  assert end_to_end.verdict(step_only=100, input_only=50, loop=45).startswith("INPUT-BOUND")
+  # Each alone faster than the loop: the two share cores; serial estimate 1/(1/100 + 1/400).
+  contended = end_to_end.verdict(step_only=100, input_only=400, loop=80)
+  assert contended.startswith("CONTENDED") and "80.0 clips/s" in contended

@@ -1,0 +1,239 @@
+"""Where the train step's time goes: a jax.profiler trace of a few steps, summarised as text.
+
+Builds the same step as benchmarks/train_step.py, warms it up, traces `--steps` steps with
+`jax.profiler.trace`, and reads the trace back with `jax.profiler.ProfileData` (no TensorBoard,
+no TensorFlow). Every device kernel (GPU: the device plane's stream events; CPU: XLA's thunk
+events on the host plane) carries the optimised-HLO instruction it runs (`hlo_op` stat); the
+instruction is looked up in `compiled.as_text()` and put in one category:
+  convolution  plain `convolution` ops, cuDNN conv custom calls, fusions holding a convolution
+  matmul       `dot`, cuBLAS custom calls, fusions holding a dot (Triton GEMMs)
+  data_movement  transposes, copies, slices, pads, concatenations, iotas and fusions of nothing
+               else (layout changes, the factorized convs' time shifts, the pool's indices)
+  reduction    other fusions holding a reduce (BatchNorm statistics and their gradients)
+  elementwise  other fusions and ops (BatchNorm normalise, ReLU, adds, optimizer updates)
+  unmapped     kernels with no hlo_op of this module (memcpy, library helpers)
+It prints per step: the wall time, the device's busy time (union of kernel intervals; the rest
+is launch / host gaps), each category's time and share, and the top `--top` instructions.
+For R3D-50 on an H100/H200 it also prints benchmarks/roofline.py's bounds next to the measured
+convolution and non-convolution times, so the gap to each bound is visible.
+
+Usage:
+  python benchmarks/profile_step.py --size r3d50 --dtype bfloat16 --conv_impl factorized
+  python benchmarks/profile_step.py --size smoke --steps 2 --top 5          # CPU check
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import pathlib
+import re
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # pylint: disable=g-import-not-at-top
+
+from benchmarks import hlo_check
+from benchmarks import roofline
+from benchmarks import train_step
+
+CATEGORIES = ("convolution", "matmul", "data_movement", "reduction", "elementwise", "unmapped")
+# Ops that only move or index data; a fusion of nothing else is 'data_movement'.
+DATA_MOVEMENT = {"transpose", "copy", "slice", "pad", "concatenate", "dynamic-slice",
+                 "dynamic-update-slice", "reverse", "broadcast", "iota", "bitcast", "reshape",
+                 "convert", "parameter", "constant", "tuple", "get-tuple-element"}
+
+
+def _custom_call_target(instr) -> str:
+  match = re.search(r'custom_call_target="([^"]+)"', instr["attrs"])
+  return match.group(1).lower() if match else ""
+
+
+def categorize(comps: dict) -> dict[str, str]:
+  """{instruction name: category} for every instruction outside fusion bodies."""
+  fused = {c for comp in comps.values() for i in comp["instrs"].values()
+           if i["opcode"] == "fusion" for c in hlo_check._called(i)}  # pylint: disable=protected-access
+  categories = {}
+  for name, comp in comps.items():
+    if name in fused:
+      continue
+    instrs = comp["instrs"]
+    for instr_name, instr in instrs.items():
+      inner = (hlo_check._ops_of(comps, hlo_check._called(instr))  # pylint: disable=protected-access
+               if instr["opcode"] == "fusion" else {instr["opcode"]})
+      target = _custom_call_target(instr) if instr["opcode"] == "custom-call" else ""
+      if hlo_check.is_conv(instr, comps):
+        category = "convolution"
+      elif "dot" in inner or "gemm" in target or "cublas" in target:
+        category = "matmul"
+      elif hlo_check.is_layout_op(instr, comps, instrs) or (
+          inner <= DATA_MOVEMENT and inner - {"parameter", "constant", "tuple"}):
+        category = "data_movement"
+      elif "reduce" in inner or "reduce-window" in inner or "select-and-scatter" in inner:
+        category = "reduction"
+      else:
+        category = "elementwise"
+      categories[instr_name] = category
+  return categories
+
+
+def kernel_events(profile, module_substring: str) -> list[tuple[str, int, int]]:
+  """(hlo_op, start_ns, end_ns) of the kernels that ran `module_substring`'s instructions, or
+  ('', start, end) for device-plane events without one."""
+  events = []
+  for plane in profile.planes:
+    on_device = plane.name.startswith("/device:")
+    if not on_device and plane.name != "/host:CPU":
+      continue
+    for line in plane.lines:
+      for event in line.events:
+        stats = dict(event.stats)
+        module = str(stats.get("hlo_module", ""))
+        if event.name.startswith("end: "):  # CPU thunk-executor bookkeeping, not work
+          continue
+        if "hlo_op" in stats and module_substring in module:
+          op = str(stats["hlo_op"])
+        elif on_device and line.name.lower().startswith("stream"):
+          op = ""
+        else:
+          continue
+        start = int(event.start_ns)
+        events.append((op, start, start + int(event.duration_ns)))
+  return events
+
+
+def busy_ns(events) -> int:
+  """Length of the union of the events' intervals."""
+  total, current_end = 0, None
+  current_start = 0
+  for _, start, end in sorted(events, key=lambda e: e[1]):
+    if current_end is None or start > current_end:
+      if current_end is not None:
+        total += current_end - current_start
+      current_start, current_end = start, end
+    else:
+      current_end = max(current_end, end)
+  if current_end is not None:
+    total += current_end - current_start
+  return total
+
+
+def summarize(events, categories: dict[str, str], steps: int) -> dict:
+  """Per-step ms by category and by instruction."""
+  by_op = collections.Counter()
+  by_category = collections.Counter({c: 0 for c in CATEGORIES})
+  for op, start, end in events:
+    by_op[op or "<no hlo_op>"] += end - start
+    by_category[categories.get(op, "unmapped")] += end - start
+  per_step = lambda ns: ns / steps / 1e6
+  return dict(
+      busy_ms=per_step(busy_ns(events)), kernel_ms=per_step(sum(by_category.values())),
+      categories={c: per_step(ns) for c, ns in by_category.items()},
+      ops=[(op, categories.get(op, "unmapped"), per_step(ns)) for op, ns in by_op.most_common()])
+
+
+def trace_steps(bench, steps: int, trace_dir: str) -> tuple[float, str]:
+  """Runs `steps` steps under the profiler; (wall seconds per step, xplane.pb path)."""
+  with jax.profiler.trace(trace_dir):
+    start = time.perf_counter()
+    for _ in range(steps):
+      jax.block_until_ready(bench.run())
+    wall = (time.perf_counter() - start) / steps
+  paths = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True),
+                 key=os.path.getmtime)
+  if not paths:
+    raise RuntimeError(f"profile_step: jax.profiler wrote no *.xplane.pb under {trace_dir}")
+  return wall, paths[-1]
+
+
+def roofline_lines(size_name: str, objective: str, dtype: str, summary: dict) -> list[str]:
+  """The roofline bounds for this device next to the measured conv / non-conv time."""
+  kind = jax.devices()[0].device_kind
+  device = next((d for d in roofline.DEVICES if d in kind), None)
+  size = train_step.SIZES[size_name]
+  if device is None or dtype not in roofline.DTYPE_BYTES:
+    return [f"  (no roofline: device {kind!r} is not one of {sorted(roofline.DEVICES)})"]
+  peak, bandwidth = roofline.DEVICES[device]
+  clips = train_step.batch_size(size, objective, None) * train_step.NUM_CLIPS[objective]
+  backbone = roofline.backbone_layers(size["backbone"], size["clip_len"], size["crop"])
+  bound = roofline.step_bound(backbone, clips, roofline.DTYPE_BYTES[dtype], peak, bandwidth)
+  cats = summary["categories"]
+  non_conv = sum(cats[c] for c in ("reduction", "elementwise", "data_movement"))
+  return [f"  roofline ({device}, {peak:g} TFLOP/s, {bandwidth:g} TB/s, {clips} clips): "
+          f"convs {bound.conv_s * 1e3:.1f} ms, XLA-style BN/residual/pool passes "
+          f"{bound.elementwise_s * 1e3:.1f} ms",
+          f"  measured: convolution {cats['convolution']:.1f} ms "
+          f"({bound.conv_s * 1e3 / max(cats['convolution'], 1e-9):.0%} of roofline speed); "
+          f"reduction + elementwise + data movement {non_conv:.1f} ms "
+          f"({bound.elementwise_s * 1e3 / max(non_conv, 1e-9):.0%} of roofline speed)"]
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--size", choices=sorted(train_step.SIZES), default="cpu")
+  p.add_argument("--objective", choices=("corp_f", "corp_m"), default="corp_f")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument("--conv_impl", default="auto")
+  p.add_argument("--remat", action="store_true")
+  p.add_argument("--batch", type=int, default=0, help="per-device videos (0: the size's)")
+  p.add_argument("--steps", type=int, default=5, help="traced steps")
+  p.add_argument("--warmup", type=int, default=3)
+  p.add_argument("--top", type=int, default=15)
+  p.add_argument("--trace_dir", default="", help="keep the trace here (default: a temp dir)")
+  p.add_argument("--json", default="", help="write the summary here")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  if args.steps < 1:
+    raise SystemExit(f"--steps {args.steps}: trace at least one step")
+  size = train_step.SIZES[args.size]
+  per_device = train_step.batch_size(size, args.objective, args.batch or None)
+  bench = train_step.build_jax_bench(size, args.objective, dtype=args.dtype,
+                                     conv_impl=args.conv_impl, remat=args.remat,
+                                     per_device_batch=per_device, num_devices=1)
+  for _ in range(args.warmup):
+    jax.block_until_ready(bench.run())
+  comps = hlo_check.parse_hlo(bench.hlo_text_fn())
+  categories = categorize(comps)
+  module = next(name for name, comp in comps.items() if comp["entry"])
+  trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="corp_profile_")
+  wall_s, xplane = trace_steps(bench, args.steps, trace_dir)
+  profile = jax.profiler.ProfileData.from_file(xplane)
+  # The module name in the trace is the HloModule's (e.g. 'jit_train_step'), not the entry's.
+  module_name = bench.hlo_text_fn().split(None, 2)[1].rstrip(",")
+  events = kernel_events(profile, module_name)
+  summary = summarize(events, categories, args.steps)
+  summary.update(wall_ms=wall_s * 1e3, size=args.size, objective=args.objective,
+                 dtype=args.dtype, conv_impl=args.conv_impl, per_device_batch=per_device,
+                 device=jax.devices()[0].device_kind, xplane=xplane, entry=module)
+  print(f"jax {jax.__version__} {summary['device']} | {args.objective} {args.size} {args.dtype} "
+        f"conv {args.conv_impl} | batch {per_device} videos | {args.steps} traced steps")
+  print(f"  per step: wall {summary['wall_ms']:.2f} ms, device busy {summary['busy_ms']:.2f} ms "
+        f"({summary['busy_ms'] / summary['wall_ms']:.0%}), kernel time {summary['kernel_ms']:.2f}"
+        f" ms in {len(events) // args.steps} kernels")
+  for category in CATEGORIES:
+    ms = summary["categories"][category]
+    print(f"  {category:<14} {ms:9.2f} ms  {ms / max(summary['kernel_ms'], 1e-9):6.1%}")
+  print(f"  top {args.top} instructions (ms per step):")
+  for op, category, ms in summary["ops"][:args.top]:
+    print(f"    {ms:8.3f}  {category:<14} {op}")
+  if args.size in ("r3d50", "r3d18") and jax.default_backend() == "gpu":
+    for line in roofline_lines(args.size, args.objective, args.dtype, summary):
+      print(line)
+  print(f"  trace: {xplane}")
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(summary, indent=1))
+  return summary
+
+
+if __name__ == "__main__":
+  main()

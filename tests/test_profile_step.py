@@ -1,0 +1,83 @@
+"""benchmarks/profile_step.py: interval arithmetic, HLO categories, and one traced CPU step."""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `benchmarks` importable
+
+from benchmarks import hlo_check  # pylint: disable=g-import-not-at-top
+from benchmarks import profile_step  # pylint: disable=g-import-not-at-top
+
+_HLO = """HloModule jit_step, entry_computation_layout={()}
+
+%fused_reduce (p0: f32[4,8]) -> f32[8] {
+  %p0 = f32[4,8]{1,0} parameter(0)
+  %c = f32[] constant(0)
+  ROOT %r = f32[8]{0} reduce(f32[4,8]{1,0} %p0, f32[] %c), dimensions={0}, to_apply=%add
+}
+
+%fused_shift (p0: f32[4,8]) -> f32[8,4] {
+  %p0 = f32[4,8]{1,0} parameter(0)
+  %s = f32[4,8]{1,0} slice(f32[4,8]{1,0} %p0), slice={[0:4], [0:8]}
+  ROOT %t = f32[8,4]{1,0} transpose(f32[4,8]{1,0} %s), dimensions={1,0}
+}
+
+%fused_relu (p0: f32[4,8]) -> f32[4,8] {
+  %p0 = f32[4,8]{1,0} parameter(0)
+  %z = f32[] constant(0)
+  %b = f32[4,8]{1,0} broadcast(f32[] %z), dimensions={}
+  ROOT %m = f32[4,8]{1,0} maximum(f32[4,8]{1,0} %p0, f32[4,8]{1,0} %b)
+}
+
+%fused_gemm (p0: bf16[4,8], p1: bf16[8,8]) -> bf16[4,8] {
+  %p0 = bf16[4,8]{1,0} parameter(0)
+  %p1 = bf16[8,8]{1,0} parameter(1)
+  ROOT %d = bf16[4,8]{1,0} dot(bf16[4,8]{1,0} %p0, bf16[8,8]{1,0} %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+ENTRY %main (x: f32[4,8], k: f32[1,1,8,8]) -> f32[8] {
+  %x = f32[4,8]{1,0} parameter(0)
+  %k = f32[1,1,8,8]{3,2,1,0} parameter(1)
+  %conv = (f32[1,1,4,8]{3,2,1,0}, u8[0]{0}) custom-call(f32[4,8]{1,0} %x, f32[1,1,8,8]{3,2,1,0} %k), custom_call_target="__cudnn$convForward"
+  %gemm = (bf16[4,8]{1,0}, s8[0]{0}) custom-call(f32[4,8]{1,0} %x, f32[4,8]{1,0} %x), custom_call_target="__cublas$gemm"
+  %triton = bf16[4,8]{1,0} fusion(f32[4,8]{1,0} %x, f32[4,8]{1,0} %x), kind=kCustom, calls=%fused_gemm
+  %shift = f32[8,4]{1,0} fusion(f32[4,8]{1,0} %x), kind=kLoop, calls=%fused_shift
+  %relu = f32[4,8]{1,0} fusion(f32[4,8]{1,0} %x), kind=kLoop, calls=%fused_relu
+  ROOT %stats = f32[8]{0} fusion(f32[4,8]{1,0} %relu), kind=kInput, calls=%fused_reduce
+}
+"""
+
+
+def test_categorize_by_instruction():
+  categories = profile_step.categorize(hlo_check.parse_hlo(_HLO))
+  assert categories["conv"] == "convolution"
+  assert categories["gemm"] == categories["triton"] == "matmul"
+  assert categories["shift"] == "data_movement"
+  assert categories["relu"] == "elementwise"
+  assert categories["stats"] == "reduction"
+  assert "p0" not in categories  # fusion bodies are not kernels
+
+
+def test_busy_time_is_the_union_of_intervals():
+  events = [("a", 0, 10), ("b", 5, 15), ("c", 20, 25), ("d", 21, 22)]
+  assert profile_step.busy_ns(events) == 15 + 5
+  assert profile_step.busy_ns([]) == 0
+  summary = profile_step.summarize(events, {"a": "convolution", "c": "reduction"}, steps=5)
+  assert summary["busy_ms"] == pytest.approx(20 / 5 / 1e6)
+  assert summary["categories"]["convolution"] == pytest.approx(10 / 5 / 1e6)
+  assert summary["categories"]["unmapped"] == pytest.approx((10 + 1) / 5 / 1e6)
+  assert summary["ops"][0][:2] == ("a", "convolution")
+
+
+def test_traces_one_cpu_step(tmp_path):
+  summary = profile_step.main(["--size", "smoke", "--steps", "2", "--warmup", "1",
+                               "--top", "3", "--trace_dir", str(tmp_path),
+                               "--json", str(tmp_path / "s.json")])
+  cats = summary["categories"]
+  # XLA:CPU's thunks carry hlo_op stats: the step's kernels are found and mapped.
+  assert cats["convolution"] > 0 and cats["unmapped"] == 0
+  assert sum(cats.values()) == pytest.approx(summary["kernel_ms"])
+  assert 0 < summary["busy_ms"] <= summary["kernel_ms"] + 1e-9
+  assert (tmp_path / "s.json").exists()
