@@ -10,7 +10,13 @@ conv implementation, reads the optimised HLO (`compiled.as_text()`) and prints:
     user (looking through bitcast and get-tuple-element), how many of those have one that is
     activation-sized (not the size of the conv's kernel, the smallest of its input, kernel and
     output), and a few examples;
-  * the total transposes and layout-changing copies in the module (fusion bodies included).
+  * the total transposes and layout-changing copies in the module (fusion bodies included);
+  * the bytes each kernel category moves per step (`traffic`: operands + results of every
+    top-level instruction, cuDNN / cuBLAS scratch buffers excluded), with the time that takes at
+    the device's HBM bandwidth, next to benchmarks/roofline.py's minimum for R3D sizes. Kernels
+    are put in categories by `categorize` (convolution, matmul, data_movement, reduction,
+    elementwise), the same ones benchmarks/profile_step.py times.
+`--hlo FILE` analyses a saved optimised HLO text (e.g. one dumped on a GPU) without compiling.
 On a GPU the goal is no layout transposes around the 3D convolutions; `--force_conv_nhwc` adds
 `--xla_gpu_force_conv_nhwc` to XLA_FLAGS (it must be set before JAX starts, so it only works when
 this script is the program, not via `main()` in a process that already uses JAX). On CPU XLA
@@ -34,7 +40,17 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+CATEGORIES = ("convolution", "matmul", "data_movement", "reduction", "elementwise")
 LAYOUT_OPS = {"transpose", "copy"}
+# Ops that only move or index data; a fusion of nothing else is 'data_movement'.
+DATA_MOVEMENT = {"transpose", "copy", "slice", "pad", "concatenate", "dynamic-slice",
+                 "dynamic-update-slice", "reverse", "broadcast", "iota", "bitcast", "reshape",
+                 "convert", "parameter", "constant", "tuple", "get-tuple-element"}
+# Top-level instructions that are not kernels (no data is moved for them).
+NOT_KERNELS = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "after-all",
+               "partition-id", "replica-id"}
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "f16": 2, "bf16": 2, "s16": 2, "u16": 2, "f32": 4,
+          "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8, "c64": 8, "c128": 16}
 # Ops a pure layout fusion may contain besides transposes and copies.
 LAYOUT_NEUTRAL = {"parameter", "bitcast", "reshape", "convert", "tuple", "get-tuple-element"}
 PASS_THROUGH = {"bitcast", "get-tuple-element"}
@@ -125,6 +141,70 @@ def _elements(instr) -> int:
   return math.prod(int(d) for d in filter(None, match.group(1).split(","))) if match else -1
 
 
+def _custom_call_target(instr) -> str:
+  match = re.search(r'custom_call_target="([^"]+)"', instr["attrs"])
+  return match.group(1).lower() if match else ""
+
+
+def _fused_computations(comps) -> set:
+  return {c for comp in comps.values() for i in comp["instrs"].values()
+          if i["opcode"] == "fusion" for c in _called(i)}
+
+
+def categorize(comps: dict) -> dict:
+  """{instruction name: category} for every instruction outside fusion bodies."""
+  fused = _fused_computations(comps)
+  categories = {}
+  for name, comp in comps.items():
+    if name in fused:
+      continue
+    instrs = comp["instrs"]
+    for instr_name, instr in instrs.items():
+      inner = (_ops_of(comps, _called(instr)) if instr["opcode"] == "fusion"
+               else {instr["opcode"]})
+      target = _custom_call_target(instr) if instr["opcode"] == "custom-call" else ""
+      if is_conv(instr, comps):
+        category = "convolution"
+      elif "dot" in inner or "gemm" in target or "cublas" in target:
+        category = "matmul"
+      elif is_layout_op(instr, comps, instrs) or (
+          inner <= DATA_MOVEMENT and inner - {"parameter", "constant", "tuple"}):
+        category = "data_movement"
+      elif inner & {"reduce", "reduce-window", "select-and-scatter"}:
+        category = "reduction"
+      else:
+        category = "elementwise"
+      categories[instr_name] = category
+  return categories
+
+
+def result_bytes(instr) -> int:
+  """Bytes of an instruction's result(s); a custom call's u8 scratch buffer is not counted."""
+  total = 0
+  for dtype, dims in re.findall(r"\b(\w+)\[([\d,]*)\]", instr["type"]):
+    if dtype == "u8" and instr["opcode"] == "custom-call":
+      continue
+    total += _BYTES.get(dtype, 4) * math.prod(int(d) for d in filter(None, dims.split(",")))
+  return total
+
+
+def traffic(comps: dict) -> dict:
+  """{category: bytes read + written per step} over the top-level instructions (kernels)."""
+  categories = categorize(comps)
+  fused = _fused_computations(comps)
+  totals = dict.fromkeys(CATEGORIES, 0)
+  for name, comp in comps.items():
+    if name in fused:
+      continue
+    instrs = comp["instrs"]
+    for instr_name, instr in instrs.items():
+      if instr["opcode"] in NOT_KERNELS:
+        continue
+      read = sum(result_bytes(instrs[op]) for op in instr["operands"] if op in instrs)
+      totals[categories[instr_name]] += read + result_bytes(instr)
+  return totals
+
+
 def analyse(text: str, examples: int = 3) -> dict:
   """Counts over every non-fused computation (fusion bodies are looked into, not walked)."""
   comps = parse_hlo(text)
@@ -185,7 +265,7 @@ def analyse(text: str, examples: int = 3) -> dict:
   return dict(convolutions=convs, with_adjacent_layout_op=adjacent,
               with_adjacent_activation_layout_op=activation_adjacent,
               layout_ops_total=layout_total,
-              dim_labels=dict(labels), examples=shown)
+              dim_labels=dict(labels), examples=shown, traffic_bytes=traffic(comps))
 
 
 def parse_args(argv=None):
@@ -194,13 +274,18 @@ def parse_args(argv=None):
   p.add_argument("--size", choices=sorted(SIZES), default="cpu")
   p.add_argument("--objective", choices=("corp_f", "corp_m"), default="corp_f")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-  p.add_argument("--conv_impl", choices=("native", "factorized", "im2col", "auto"), default="auto")
+  p.add_argument("--conv_impl", default="auto",
+                 help="native, factorized, im2col or auto, optionally with '+s2d' (train_step.py)")
   p.add_argument("--remat", action="store_true")
   p.add_argument("--batch", type=int, default=0)
   p.add_argument("--examples", type=int, default=3)
   p.add_argument("--force_conv_nhwc", action="store_true",
                  help="append --xla_gpu_force_conv_nhwc to XLA_FLAGS (GPU only)")
   p.add_argument("--dump", default="", help="write the optimised HLO text to this file")
+  p.add_argument("--hlo", default="", help="analyse this saved optimised HLO text instead of "
+                                          "compiling (--size/--dtype/--batch still set the "
+                                          "roofline comparison)")
+  p.add_argument("--device", default="", help="HBM bandwidth to use with --hlo: H100 or H200")
   return p.parse_args(argv)
 
 
@@ -216,14 +301,22 @@ def main(argv=None) -> dict:
 
   size = ts.SIZES[args.size]
   batch = ts.batch_size(size, args.objective, args.batch)
+  device_kind = args.device or jax.devices()[0].device_kind
   print(f"jax {jax.__version__} backend={jax.default_backend()} "
         f"({jax.devices()[0].device_kind}) XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print(f"train step {args.objective} | size {args.size} | {args.dtype} | conv {args.conv_impl}"
         f" | remat={args.remat} | batch {batch} videos per device", flush=True)
-  step, state, data, rng, *_ = ts.build_step(
-      size, args.objective, dtype=args.dtype, conv_impl=args.conv_impl, remat=args.remat,
-      per_device_batch=batch, num_devices=1)
-  text = step.lower(state, data, rng).compile().as_text()
+  if args.hlo:
+    try:
+      text = pathlib.Path(args.hlo).read_text()
+    except OSError as e:
+      raise SystemExit(f"--hlo {args.hlo}: cannot read it ({e})") from e
+    print(f"analysing the saved HLO {args.hlo} (not compiling)")
+  else:
+    step, state, data, rng, *_ = ts.build_step(
+        size, args.objective, dtype=args.dtype, conv_impl=args.conv_impl, remat=args.remat,
+        per_device_batch=batch, num_devices=1)
+    text = step.lower(state, data, rng).compile().as_text()
   if args.dump:
     pathlib.Path(args.dump).write_text(text)
     print(f"optimised HLO written to {args.dump} ({len(text) / 1e6:.1f} MB)")
@@ -237,7 +330,35 @@ def main(argv=None) -> dict:
     print(f"  conv:   {conv}")
     for line in layout:
       print(f"    next: {line}")
+  for line in traffic_lines(result["traffic_bytes"], device_kind, size, args.objective, batch,
+                            args.dtype):
+    print(line)
   return result
+
+
+def traffic_lines(totals: dict, device_kind: str, size: dict, objective: str, batch: int,
+                  dtype: str) -> list:
+  """The per-category bytes, their time at the device's bandwidth and the roofline minimum."""
+  from benchmarks import roofline, train_step  # pylint: disable=g-import-not-at-top
+  device = next((d for d in roofline.DEVICES if d in device_kind), None)
+  bandwidth = roofline.DEVICES[device][1] * 1e12 if device else None
+  at = lambda b: f", {b / bandwidth * 1e3:.1f} ms at {device}'s {bandwidth / 1e12:g} TB/s" \
+      if bandwidth else ""
+  lines = ["bytes moved per step by kernel category (operands + results of each kernel):"]
+  for category in CATEGORIES:
+    lines.append(f"  {category:<14} {totals[category] / 1e9:8.2f} GB{at(totals[category])}")
+  non_conv = sum(totals[c] for c in ("data_movement", "reduction", "elementwise"))
+  lines.append(f"  {'non-conv total':<14} {non_conv / 1e9:8.2f} GB{at(non_conv)}")
+  if size["backbone"] in ("r3d50", "r3d18") and dtype in roofline.DTYPE_BYTES:
+    backbone = roofline.backbone_layers(size["backbone"], size["clip_len"], size["crop"])
+    clips = batch * train_step.NUM_CLIPS[objective]
+    act = roofline.DTYPE_BYTES[dtype]
+    minimum = sum(roofline.elementwise_bytes(backbone, clips, act).values())
+    conv = sum(k.bytes for k in roofline.conv_kernels(backbone, clips, act))
+    lines.append(f"  roofline.py's minimum: convs {conv / 1e9:.2f} GB, BN/residual/pool passes "
+                 f"{minimum / 1e9:.2f} GB{at(minimum)}; non-conv traffic here is "
+                 f"{non_conv / minimum:.1f}x that")
+  return lines
 
 
 if __name__ == "__main__":

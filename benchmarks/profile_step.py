@@ -4,7 +4,7 @@ Builds the same step as benchmarks/train_step.py, warms it up, traces `--steps` 
 `jax.profiler.trace`, and reads the trace back with `jax.profiler.ProfileData` (no TensorBoard,
 no TensorFlow). Every device kernel (GPU: the device plane's stream events; CPU: XLA's thunk
 events on the host plane) carries the optimised-HLO instruction it runs (`hlo_op` stat); the
-instruction is looked up in `compiled.as_text()` and put in one category:
+instruction is looked up in `compiled.as_text()` and put in one category (hlo_check.categorize):
   convolution  plain `convolution` ops, cuDNN conv custom calls, fusions holding a convolution
   matmul       `dot`, cuBLAS custom calls, fusions holding a dot (Triton GEMMs)
   data_movement  transposes, copies, slices, pads, concatenations, iotas and fusions of nothing
@@ -30,7 +30,6 @@ import glob
 import json
 import os
 import pathlib
-import re
 import sys
 import tempfile
 import time
@@ -44,44 +43,7 @@ from benchmarks import hlo_check
 from benchmarks import roofline
 from benchmarks import train_step
 
-CATEGORIES = ("convolution", "matmul", "data_movement", "reduction", "elementwise", "unmapped")
-# Ops that only move or index data; a fusion of nothing else is 'data_movement'.
-DATA_MOVEMENT = {"transpose", "copy", "slice", "pad", "concatenate", "dynamic-slice",
-                 "dynamic-update-slice", "reverse", "broadcast", "iota", "bitcast", "reshape",
-                 "convert", "parameter", "constant", "tuple", "get-tuple-element"}
-
-
-def _custom_call_target(instr) -> str:
-  match = re.search(r'custom_call_target="([^"]+)"', instr["attrs"])
-  return match.group(1).lower() if match else ""
-
-
-def categorize(comps: dict) -> dict[str, str]:
-  """{instruction name: category} for every instruction outside fusion bodies."""
-  fused = {c for comp in comps.values() for i in comp["instrs"].values()
-           if i["opcode"] == "fusion" for c in hlo_check._called(i)}  # pylint: disable=protected-access
-  categories = {}
-  for name, comp in comps.items():
-    if name in fused:
-      continue
-    instrs = comp["instrs"]
-    for instr_name, instr in instrs.items():
-      inner = (hlo_check._ops_of(comps, hlo_check._called(instr))  # pylint: disable=protected-access
-               if instr["opcode"] == "fusion" else {instr["opcode"]})
-      target = _custom_call_target(instr) if instr["opcode"] == "custom-call" else ""
-      if hlo_check.is_conv(instr, comps):
-        category = "convolution"
-      elif "dot" in inner or "gemm" in target or "cublas" in target:
-        category = "matmul"
-      elif hlo_check.is_layout_op(instr, comps, instrs) or (
-          inner <= DATA_MOVEMENT and inner - {"parameter", "constant", "tuple"}):
-        category = "data_movement"
-      elif "reduce" in inner or "reduce-window" in inner or "select-and-scatter" in inner:
-        category = "reduction"
-      else:
-        category = "elementwise"
-      categories[instr_name] = category
-  return categories
+CATEGORIES = hlo_check.CATEGORIES + ("unmapped",)
 
 
 def kernel_events(profile, module_substring: str) -> list[tuple[str, int, int]]:
@@ -203,7 +165,7 @@ def main(argv=None) -> dict:
   for _ in range(args.warmup):
     jax.block_until_ready(bench.run())
   comps = hlo_check.parse_hlo(bench.hlo_text_fn())
-  categories = categorize(comps)
+  categories = hlo_check.categorize(comps)
   module = next(name for name, comp in comps.items() if comp["entry"])
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="corp_profile_")
   wall_s, xplane = trace_steps(bench, args.steps, trace_dir)

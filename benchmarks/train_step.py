@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import flop_count
+from corp_jax.models.conv import CONV_IMPLS
 from corp_jax.train import mesh as mesh_lib
 from corp_jax.train import objectives as objectives_lib
 from corp_jax.train import optim as optim_lib
@@ -136,10 +137,22 @@ def batch_size(size: dict, objective: str, batch: int | None) -> int:
   return batch or size["batch_f" if objective == "corp_f" else "batch_m"]
 
 
+def parse_variant(variant: str) -> tuple[str, bool]:
+  """'factorized+s2d' -> ('factorized', True): a conv_impl, and '+s2d' for the space-to-depth
+  stem (corp_jax/models/conv.py conv3d_space_to_depth)."""
+  impl, plus, option = variant.partition("+")
+  if impl not in CONV_IMPLS or (plus and option != "s2d"):
+    raise ValueError(f"--conv_impl variant {variant!r}: expected one of {CONV_IMPLS}, "
+                     f"optionally followed by '+s2d'")
+  return impl, bool(plus)
+
+
 def make_model(size: dict, objective: str, dtype: str, conv_impl: str, remat: bool):
+  """`conv_impl` is a variant: a conv_impl name, optionally with '+s2d' (parse_variant)."""
+  impl, stem_s2d = parse_variant(conv_impl)
   return CorpModel(
       backbone=size["backbone"], dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype],
-      conv_impl=conv_impl, remat=remat, projection_hidden=size["projection_hidden"],
+      conv_impl=impl, stem_space_to_depth=stem_s2d, remat=remat, projection_hidden=size["projection_hidden"],
       projection_dim=size["projection_dim"], head_attention="decoupling",
       head_num_heads=size["head_num_heads"], head_mlp_layers=2,
       head_num_classes=HEAD_CLASSES[objective])
@@ -201,8 +214,9 @@ def build_jax_bench(size: dict, objective: str, *, dtype: str, conv_impl: str, r
                                     jnp.float32)
   # Counted from the jaxpr: XLA's cost analysis gives cuDNN convs no FLOPs (flop_count.py).
   # Remat's recomputation is not model work, so it is not in this figure.
+  # The space-to-depth stem's zero-padded taps are not model work either: count without it.
   model_flops = flop_count.model_train_flops(
-      model, {"params": state.params, "batch_stats": state.batch_stats}, flat_clips) / devices
+      model.clone(stem_space_to_depth=False), {"params": state.params, "batch_stats": state.batch_stats}, flat_clips) / devices
   return JaxBench(
       name=f"jax {conv_impl}{' remat' if remat else ''}", compiled=compiled, state=state,
       batch=batch, rng=rng, clips_per_step=per_device_batch * devices * NUM_CLIPS[objective],
@@ -424,7 +438,9 @@ def parse_args(argv=None):
   p.add_argument("--size", choices=sorted(SIZES), default="cpu")
   p.add_argument("--objective", default="corp_f,corp_m", help="comma list of corp_f, corp_m")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-  p.add_argument("--conv_impl", default="auto", help="comma list of native, factorized, auto")
+  p.add_argument("--conv_impl", default="auto",
+                 help="comma list of native, factorized, im2col, auto, each optionally with "
+                      "'+s2d' (space-to-depth stem), e.g. factorized,factorized+s2d")
   p.add_argument("--remat", action="store_true")
   p.add_argument("--batch", type=int, default=0, help="videos per device (0: the size's default)")
   p.add_argument("--num_devices", type=int, default=0, help="0: all devices")

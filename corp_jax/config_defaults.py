@@ -78,6 +78,9 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   m.backbone = "tiny"
   m.dtype = "float32"
   m.conv_impl = "auto"
+  # The stem conv as a stride-1 conv over 2x2x2 space-to-depth blocks (exact; a speed option,
+  # see corp_jax/models/conv.py conv3d_space_to_depth).
+  m.stem_space_to_depth = False
   m.remat = False
   m.projection_hidden = (128, 128)
   m.projection_dim = 64

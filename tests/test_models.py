@@ -15,7 +15,8 @@ import pytest
 
 from corp_jax.models import (VARIANTS, BackboneSpec, Conv3D, ProjectionMLP, ResNet3D,
                              default_conv_impl, feature_dim, resolve_conv_impl)
-from corp_jax.models.conv import conv3d_factorized, conv3d_im2col, conv3d_native, explicit_padding
+from corp_jax.models.conv import (conv3d_factorized, conv3d_im2col, conv3d_native,
+                                  conv3d_space_to_depth, explicit_padding)
 
 TINY_CLIPS = (2, 8, 32, 32, 3)
 
@@ -64,7 +65,12 @@ CONV_CASES = [
     ((2, 6, 8, 8, 4), 5, (1, 3, 3), (1, 2, 2), "SAME"),  # kt=1: one 2D conv over N*T
     ((2, 6, 7, 7, 3), 2, (3, 3, 3), (1, 1, 1), "VALID"),
     ((1, 6, 6, 6, 2), 3, (3, 3, 2), (2, 1, 2), ((0, 2), (1, 0), (1, 1))),
+    ((1, 7, 13, 11, 3), 4, (5, 7, 7), (2, 2, 2), ((2, 2), (3, 3), (3, 3))),  # odd sizes: crop
+    ((1, 9, 6, 7, 2), 3, (2, 1, 3), (3, 2, 2), ((1, 0), (0, 0), (2, 1))),  # kernel < stride
 ]
+# Space-to-depth run by two inner implementations; exact for any strides (all-1 included).
+_S2D = (functools.partial(conv3d_space_to_depth, inner=conv3d_native),
+        functools.partial(conv3d_space_to_depth, inner=conv3d_factorized))
 
 
 @pytest.mark.parametrize("shape,cout,kernel_size,strides,padding", CONV_CASES)
@@ -77,7 +83,7 @@ def test_conv_native_factorized_im2col_agree_with_gradients(shape, cout, kernel_
   @jax.jit  # one compile per case: outputs and VJPs of both implementations
   def outputs_and_grads(x, kernel):
     results = []
-    for conv in (conv3d_native, conv3d_factorized, conv3d_im2col):
+    for conv in (conv3d_native, conv3d_factorized, conv3d_im2col) + _S2D:
       y, vjp = jax.vjp(lambda a, w, conv=conv: conv(a, w, strides, pads), x, kernel)
       # A non-uniform cotangent so that every output position matters.
       results.append((y, vjp(jnp.cos(jnp.arange(y.size, dtype=y.dtype)).reshape(y.shape))))
@@ -106,6 +112,18 @@ def test_conv_module_parameters_are_interchangeable():
 @functools.partial(jax.jit, static_argnums=0)
 def _init_conv(conv, x):
   return conv.init(jax.random.key(1), x)
+
+
+def test_stem_space_to_depth_keeps_parameters_and_outputs(tiny_variables):
+  x = _uniform(TINY_CLIPS)
+  s2d = ResNet3D("tiny", stem_space_to_depth=True)
+  assert (jax.tree.map(jnp.shape, jax.eval_shape(_init, s2d, x))
+          == jax.tree.map(jnp.shape, tiny_variables))
+  (y, stats), (y_s2d, stats_s2d) = (_apply_train(m, tiny_variables, x)
+                                    for m in (ResNet3D("tiny"), s2d))
+  np.testing.assert_allclose(y_s2d, y, rtol=1e-4, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               stats_s2d, stats)
 
 
 def test_conv_matches_an_explicit_sum_over_taps():

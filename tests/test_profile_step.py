@@ -1,4 +1,5 @@
-"""benchmarks/profile_step.py: interval arithmetic, HLO categories, and one traced CPU step."""
+"""benchmarks/profile_step.py and hlo_check's categories / traffic: interval arithmetic, HLO
+categories and bytes on a hand-written module, and one traced CPU step."""
 
 import pathlib
 import sys
@@ -51,13 +52,23 @@ ENTRY %main (x: f32[4,8], k: f32[1,1,8,8]) -> f32[8] {
 
 
 def test_categorize_by_instruction():
-  categories = profile_step.categorize(hlo_check.parse_hlo(_HLO))
+  categories = hlo_check.categorize(hlo_check.parse_hlo(_HLO))
   assert categories["conv"] == "convolution"
   assert categories["gemm"] == categories["triton"] == "matmul"
   assert categories["shift"] == "data_movement"
   assert categories["relu"] == "elementwise"
   assert categories["stats"] == "reduction"
   assert "p0" not in categories  # fusion bodies are not kernels
+
+
+def test_traffic_counts_operands_and_results_without_scratch():
+  totals = hlo_check.traffic(hlo_check.parse_hlo(_HLO))
+  x, k = 4 * 8 * 4, 8 * 8 * 4  # f32[4,8], f32[1,1,8,8]
+  assert totals["convolution"] == x + k + 4 * 8 * 4  # the u8 workspace is not counted
+  assert totals["matmul"] == 2 * (2 * x + 4 * 8 * 2)  # cuBLAS (s8 scratch counted) + Triton
+  assert totals["data_movement"] == x + 8 * 4 * 4
+  assert totals["elementwise"] == x + x
+  assert totals["reduction"] == x + 8 * 4
 
 
 def test_busy_time_is_the_union_of_intervals():

@@ -1,7 +1,7 @@
 """R3D video backbones (CVRL / CORP R3D-50, R3D-18, a tiny CPU variant) in Flax linen.
 
 Contract (docs/CONTRACTS.md):
-  `ResNet3D(variant, dtype, conv_impl, bn_axis_name, bn_momentum, remat)`;
+  `ResNet3D(variant, dtype, conv_impl, bn_axis_name, bn_momentum, remat, stem_space_to_depth)`;
   `__call__(x: [N, T, H, W, 3], train: bool) -> [N, F]` float32 globally average-pooled features,
   F = `feature_dim(variant)`. Parameters are float32 (`params`), BatchNorm running statistics are
   in `batch_stats`; computation runs in `dtype` (float32 or bfloat16).
@@ -198,6 +198,10 @@ class ResNet3D(nn.Module):
     bn_momentum: running-average decay of the BN statistics.
     remat: wrap each residual block in nn.remat (recompute activations in the backward pass).
     zero_init_last: zero-initialise the last BN scale of each residual block.
+    stem_space_to_depth: run the strided stem conv as a stride-1 conv over space-to-depth
+      blocks (conv.conv3d_space_to_depth): exact, same parameters, a candidate for speed
+      (3 colour channels fill GEMM / tensor-core tiles badly). Off by default: on the 2-core
+      CPU it was faster for R3D-50's stem and slower for the tiny demo's (benchmarks/README.md).
   """
   variant: str | BackboneSpec = "r3d50"
   dtype: Any = jnp.float32
@@ -206,6 +210,7 @@ class ResNet3D(nn.Module):
   bn_momentum: float = 0.9
   remat: bool = False
   zero_init_last: bool = True
+  stem_space_to_depth: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -219,7 +224,8 @@ class ResNet3D(nn.Module):
                              param_dtype=jnp.float32, axis_name=self.bn_axis_name)
 
     x = conv(spec.stem_width, spec.stem_kernel, strides=spec.stem_strides,
-             padding=_fixed_pads(spec.stem_kernel), name="stem_conv")(x)
+             padding=_fixed_pads(spec.stem_kernel), space_to_depth=self.stem_space_to_depth,
+             name="stem_conv")(x)
     x = nn.relu(norm(name="stem_bn")(x))
     x = nn.max_pool(x, spec.pool_kernel, strides=spec.pool_strides,
                     padding=_fixed_pads(spec.pool_kernel))
