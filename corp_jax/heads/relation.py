@@ -14,11 +14,22 @@ Contract (docs/CONTRACTS.md, corp_jax.heads):
 
 Parameters are created in `param_dtype` (float32); `dtype` (e.g. bfloat16) is the compute dtype of
 the projections and the MLP. Logits come back in the compute dtype; the losses cast to float32.
+
+Gradient sums run in float32 under a 16-bit compute dtype. When a value is broadcast over pairs
+(an MLP bias added to every pair, or Gz_j shared by every pair (i, j) in `all_pairs`), the
+backward pass adds up its cotangent over those pairs. If the broadcast happens in bfloat16, that
+sum is a bfloat16 reduce_sum: XLA:CPU rounds the running sum to bfloat16 after every add. So the
+operands are broadcast in float32 and cast after (`_broadcast_then_cast`, `_Dense`). The forward
+values stay the same bit for bit, and float32 compute takes the same path as before. Measured on
+`all_pairs` with M = 64 (4096 pairs, bfloat16, norm error against float64): the mlp_out bias
+gradient had error 3.7e-2 before this change, against 2.3e-3 for PyTorch bf16, which sums in
+float32. The decoupling G/P/Q gradients had 8.7e-3, against 5.1e-3 for PyTorch.
 """
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 Array = Any
@@ -32,6 +43,68 @@ _projection_init = nn.initializers.variance_scaling(
     1.0, "fan_in", "truncated_normal", in_axis=-1, out_axis=-2)
 
 ATTENTION_KINDS = ("mixed", "decoupling")
+
+
+def _is_narrow_float(dtype: Dtype) -> bool:
+  """True for floating dtypes narrower than float32 (bfloat16, float16)."""
+  dtype = jnp.dtype(dtype)
+  return jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4
+
+
+def _broadcast_then_cast(a: Array, shape: Sequence[int], dtype: Dtype) -> Array:
+  """`a` broadcast to `shape` and cast to `dtype`, summing its gradient in float32.
+
+  When `dtype` is a narrow float, the broadcast is done in float32 and the cast comes after it.
+  The transpose then converts the cotangent to float32 and reduces over the broadcast axes in
+  float32. Broadcasting in the narrow dtype would reduce in that dtype, and the running sum would
+  lose precision with every pair added. Converting bfloat16 values to float32 and back is exact,
+  so the forward values do not change. For float32 or wider, this is `a.astype(dtype)` with
+  broadcasting left to the consumer, exactly as before.
+  """
+  if not _is_narrow_float(dtype):
+    return a.astype(dtype)
+  wide = jnp.promote_types(a.dtype, jnp.float32)
+  return jnp.broadcast_to(a.astype(wide), tuple(shape)).astype(dtype)
+
+
+def _broadcast_operands(*arrays: Array) -> Tuple[Array, ...]:
+  """Broadcasts same-dtype operands to their common shape, with float32 gradient sums.
+
+  Each operand broadcast over pairs, such as g_z[:, None] and g_z[None, :] in `all_pairs`, or
+  x [M, 1, d] against y [1, M, d], has its gradient summed over those pairs in float32.
+  """
+  dtype = jnp.result_type(*arrays)
+  if not _is_narrow_float(dtype):
+    return arrays
+  shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
+  return tuple(a if jnp.shape(a) == shape else _broadcast_then_cast(a, shape, dtype)
+               for a in arrays)
+
+
+class _Dense(nn.Module):
+  """`nn.Dense` whose bias gradient sums over the batch in float32.
+
+  It has the same parameters (`kernel` [in, out], `bias` [out]), initialisers and forward values
+  as `nn.Dense(features, dtype=dtype, param_dtype=param_dtype)`. flax casts the bias to the
+  compute dtype before adding it. For bfloat16 that makes its gradient a bfloat16 sum over every
+  leading index (every pair, for `all_pairs`). Here the float32 bias is broadcast first and then
+  cast (`_broadcast_then_cast`), so the sum is done in float32.
+  """
+  features: int
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs: Array) -> Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (jnp.shape(inputs)[-1], self.features), self.param_dtype)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
+    inputs, kernel = nn.dtypes.promote_dtype(inputs, kernel, dtype=self.dtype)
+    y = jax.lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())))
+    if _is_narrow_float(y.dtype):
+      return y + _broadcast_then_cast(bias, y.shape, y.dtype)
+    # As nn.Dense: bias promoted to the compute dtype, added by broadcasting.
+    return y + jnp.reshape(bias.astype(y.dtype), (1,) * (y.ndim - 1) + (-1,))
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -104,6 +177,7 @@ class MixedAttention(nn.Module):
     _check_same_feature_dim(x, y)
     u_x, _ = self.project(x)
     _, v_y = self.project(y)
+    u_x, v_y = _broadcast_operands(u_x, v_y)
     return jnp.sum(u_x * v_y, axis=-1)
 
   def all_pairs(self, z: Array) -> Array:
@@ -161,6 +235,7 @@ class DecouplingAttention(nn.Module):
     _check_same_feature_dim(x, y)
     g_x, _, _ = self.project(x)
     g_y, _, _ = self.project(y)
+    g_x, g_y = _broadcast_operands(g_x, g_y)
     return g_x * g_y
 
   def antisymmetric_part(self, x: Array, y: Array) -> Array:
@@ -168,24 +243,26 @@ class DecouplingAttention(nn.Module):
     _check_same_feature_dim(x, y)
     _, p_x, q_x = self.project(x)
     _, p_y, q_y = self.project(y)
-    return antisymmetric_product(p_x, q_x, p_y, q_y)
+    return antisymmetric_product(*_broadcast_operands(p_x, q_x, p_y, q_y))
 
   def __call__(self, x: Array, y: Array) -> Array:
     """r(x, y): x, y [..., d] (broadcastable leading dims) -> [..., n + l]."""
     _check_same_feature_dim(x, y)
     g_x, p_x, q_x = self.project(x)
     g_y, p_y, q_y = self.project(y)
+    g_x, g_y = _broadcast_operands(g_x, g_y)
     symmetric = g_x * g_y
-    antisymmetric = antisymmetric_product(p_x, q_x, p_y, q_y)
+    antisymmetric = antisymmetric_product(*_broadcast_operands(p_x, q_x, p_y, q_y))
     # Both parts broadcast x's and y's leading dims the same way, so they concatenate directly.
     return jnp.concatenate([symmetric, antisymmetric], axis=-1)
 
   def all_pairs(self, z: Array) -> Array:
     """r(z_i, z_j) for all i, j: z [M, d] -> [M, M, n + l]."""
     g_z, p_z, q_z = self.project(z)
-    symmetric = g_z[:, None, :] * g_z[None, :, :]
-    antisymmetric = antisymmetric_product(
-        p_z[:, None, :], q_z[:, None, :], p_z[None, :, :], q_z[None, :, :])
+    g_i, g_j = _broadcast_operands(g_z[:, None, :], g_z[None, :, :])
+    symmetric = g_i * g_j
+    antisymmetric = antisymmetric_product(*_broadcast_operands(
+        p_z[:, None, :], q_z[:, None, :], p_z[None, :, :], q_z[None, :, :]))
     return jnp.concatenate([symmetric, antisymmetric], axis=-1)
 
 
@@ -237,7 +314,8 @@ class RelationHead(nn.Module):
       self.relation = DecouplingAttention(
           num_symmetric=n, num_antisymmetric=l, dtype=self.dtype, param_dtype=self.param_dtype)
     hidden = self.mlp_hidden or self.relation.features
-    dense = lambda features, name: nn.Dense(
+    # _Dense: nn.Dense's parameters and forward values, with the bias gradient summed in float32.
+    dense = lambda features, name: _Dense(
         features, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
     if self.mlp_layers == 2:
       self.hidden_layer = dense(hidden, "mlp_hidden")

@@ -14,11 +14,48 @@ Components: the mixed and decoupling heads (pairwise call and all_pairs), CORP_f
 (head -> order logits -> Eq. 6) and CORP_m (head all_pairs -> Sec. 3.2 loss), each with
 gradients w.r.t. the inputs z and the head weights. Needs only jax, flax, numpy, torch (no
 TensorFlow, no ml_collections). `run_all` is also used by tests/test_torch_parity.py.
+
+Reading the bfloat16 rows. In bfloat16 both sides round, so a JAX-vs-PyTorch difference is the
+sum of two errors and does not say which side has it. For every non-float32 dtype the PyTorch
+reference is therefore also run in float64, on the same inputs, weights and cotangents. Each
+row then also shows max_rel of JAX and of PyTorch against that float64 truth ("f64 jax",
+"f64 torch"), plus the norm-relative JAX-vs-PyTorch error ||jax - torch|| / ||torch||. The
+pass/fail rule has not changed, and bfloat16 rows still do not affect the exit status.
+
+Worked case: head[mixed] grad_mlp_hidden/bias. On CPU the JAX-vs-PyTorch bf16 max_rel was 5.0e-2
+(5.16e-2 on an H200 GPU), right at the 5e-2 tolerance. Against float64, on CPU:
+
+                   max_abs   max_rel  norm_rel
+  JAX bf16         2.2e-2    9.2e-3   5.9e-3  (5.4e-3 after the fix below)
+  PyTorch bf16     1.14e-1   4.7e-2   2.6e-2
+
+Nearly all of the difference is in the PyTorch result: one all_pairs hidden pre-activation is
+-2.8e-3 in float64 but +8.7e-5 in PyTorch's bfloat16 forward. Its ReLU switches on and adds a
+-0.119 cotangent to bias[5], which then reads 1.3125 where float64 gives 1.4267. The metric is
+not skewed by a tiny element, because max_rel divides by the largest |reference| entry (2.41).
+It is a ReLU mask flip: a discontinuity that bf16 rounding trips on either side. Over 30 seeds
+(check_head sizes), the JAX forward and the PyTorch forward each flip a ReLU in 10 of 30 seeds
+(mixed) and 13 of 30 (decoupling), not always on the same seeds. Every mlp_hidden/bias error
+above ~2e-2 on either side lines up with such a flip. Without flips, both sides sit at a median
+of ~6e-3 against float64. A bf16 row over tolerance therefore needs the f64 columns before
+anyone blames either side.
+
+The investigation also turned up a real JAX-side defect, now fixed in corp_jax/heads/relation.py.
+flax's nn.Dense casts the bias to the compute dtype before adding it, so under bfloat16 the bias
+gradient was a bfloat16 reduce_sum over all pairs: XLA:CPU rounds the running sum to bfloat16
+after every add. Broadcasts in DecouplingAttention.all_pairs had the same problem. With all_pairs
+on M = 64 (4096 pairs), the norm_rel error against float64 was:
+
+  mlp_out/bias                  JAX 3.7e-2 -> 1.2e-3   (PyTorch 2.3e-3)
+  decoupling G, relation only   JAX 8.7e-3 -> 5.0e-3   (PyTorch 5.1e-3)
+
+Float32 results are unchanged bit for bit.
 """
 
 import argparse
+import math
 import sys
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +68,7 @@ from corp_jax.losses import corp_m_loss
 from corp_jax.tools import torch_reference as ref
 
 TOLERANCES = {"float32": 1e-5, "bfloat16": 5e-2}
-_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 _JAX_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # Small sizes: the parity is about the math, and the test runs on a shared CPU.
@@ -41,26 +78,48 @@ CORP_M_GROUPS, CORP_M_VIDEOS, CORP_M_CLIPS = 2, 2, 3
 
 
 class Comparison(NamedTuple):
+  """JAX vs the PyTorch reference for one quantity.
+
+  max_abs, max_rel, norm_rel: JAX against PyTorch in the same compute dtype. `ok` is judged on
+  these. jax_vs_f64, torch_vs_f64: max_rel of each side against the PyTorch reference run in
+  float64 (None for float32 runs, where no float64 run is made).
+  """
   component: str
   quantity: str
   dtype: str
   max_abs: float
   max_rel: float
   tolerance: float
+  norm_rel: float = math.nan
+  jax_vs_f64: Optional[float] = None
+  torch_vs_f64: Optional[float] = None
 
   @property
   def ok(self) -> bool:
     return self.max_abs <= self.tolerance or self.max_rel <= self.tolerance
 
 
-def _compare(component, quantity, dtype, got, want) -> Comparison:
+def _errors(got, want):
+  """(max_abs, max_rel, norm_rel); max_rel = max_abs / max|want|, norm_rel = ||got-want||/||want||."""
+  diff = got - want
+  max_abs = float(np.max(np.abs(diff)))
+  scale, norm = float(np.max(np.abs(want))), float(np.linalg.norm(want))
+  max_rel = max_abs / scale if scale > 0 else max_abs
+  norm_rel = float(np.linalg.norm(diff)) / norm if norm > 0 else float(np.linalg.norm(diff))
+  return max_abs, max_rel, norm_rel
+
+
+def _compare(component, quantity, dtype, got, want, exact=None) -> Comparison:
   got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
   if got.shape != want.shape:
     raise ValueError(f"{component}/{quantity}: shape {got.shape} vs reference {want.shape}")
-  max_abs = float(np.max(np.abs(got - want)))
-  scale = float(np.max(np.abs(want)))
-  max_rel = max_abs / scale if scale > 0 else max_abs
-  return Comparison(component, quantity, dtype, max_abs, max_rel, TOLERANCES[dtype])
+  max_abs, max_rel, norm_rel = _errors(got, want)
+  jax_vs_f64 = torch_vs_f64 = None
+  if exact is not None:
+    exact = np.asarray(exact, np.float64)
+    jax_vs_f64, torch_vs_f64 = _errors(got, exact)[1], _errors(want, exact)[1]
+  return Comparison(component, quantity, dtype, max_abs, max_rel, TOLERANCES[dtype], norm_rel,
+                    jax_vs_f64, torch_vs_f64)
 
 
 def _flatten(tree, prefix="") -> Dict[str, np.ndarray]:
@@ -69,7 +128,7 @@ def _flatten(tree, prefix="") -> Dict[str, np.ndarray]:
     if isinstance(value, dict):
       out.update(_flatten(value, f"{prefix}{key}/"))
     else:
-      out[f"{prefix}{key}"] = np.asarray(value, np.float32)
+      out[f"{prefix}{key}"] = np.asarray(value, np.float64)  # exact for f32 / bf16 values
   return out
 
 
@@ -100,8 +159,20 @@ def _torch_tensor(array, device, dtype=torch.float32, grad=False):
   return torch.tensor(np.asarray(array), dtype=dtype, device=device, requires_grad=grad)
 
 
-def _collect(component, dtype, jax_values: Dict, torch_values: Dict) -> List[Comparison]:
-  return [_compare(component, name, dtype, jax_values[name], torch_values[name])
+def _to_np(t):
+  return t.detach().to(torch.float64).cpu().numpy()
+
+
+def _loss_dtype(tdtype):
+  """PyTorch dtype of the losses and cotangents: float32, or float64 for the float64 reference."""
+  return torch.float64 if tdtype == torch.float64 else torch.float32
+
+
+def _collect(component, dtype, jax_values: Dict, torch_fn) -> List[Comparison]:
+  """Compares JAX with torch_fn(dtype), and for non-float32 dtypes both with torch_fn(float64)."""
+  torch_values = torch_fn(dtype)
+  exact = torch_fn("float64") if dtype != "float32" else {}
+  return [_compare(component, name, dtype, jax_values[name], torch_values[name], exact.get(name))
           for name in jax_values]
 
 
@@ -123,17 +194,19 @@ def check_head(attention: str, device: str, dtype: str, seed: int = 0) -> List[C
   jax_values = {"output": out, "all_pairs": pairs, "grad_x": grads[1], "grad_y": grads[2]}
   jax_values.update({f"grad_{k}": v for k, v in _flatten(grads[0]).items()})
 
-  module = _torch_head(attention, 3, params, device, dtype)
-  tdtype = _TORCH_DTYPES[dtype]
-  tx, ty = _torch_tensor(x, device, tdtype, True), _torch_tensor(y, device, tdtype, True)
-  t_out, t_pairs = module(tx, ty).float(), module.all_pairs(tx).float()
-  total = ((t_out * _torch_tensor(cotangent, device)).sum()
-           + (t_pairs * _torch_tensor(cotangent_pairs, device)).sum())
-  total.backward()
-  to_np = lambda t: t.detach().float().cpu().numpy()
-  torch_values = {"output": to_np(t_out), "all_pairs": to_np(t_pairs), "grad_x": to_np(tx.grad),
-                  "grad_y": to_np(ty.grad)}
-  torch_values.update({f"grad_{k}": v for k, v in _flatten(ref.grads_as_flax_tree(module)).items()})
+  def torch_values(tdt):
+    module = _torch_head(attention, 3, params, device, tdt)
+    tdtype, ldtype = _TORCH_DTYPES[tdt], _loss_dtype(_TORCH_DTYPES[tdt])
+    tx, ty = _torch_tensor(x, device, tdtype, True), _torch_tensor(y, device, tdtype, True)
+    t_out, t_pairs = module(tx, ty).to(ldtype), module.all_pairs(tx).to(ldtype)
+    total = ((t_out * _torch_tensor(cotangent, device, ldtype)).sum()
+             + (t_pairs * _torch_tensor(cotangent_pairs, device, ldtype)).sum())
+    total.backward()
+    values = {"output": _to_np(t_out), "all_pairs": _to_np(t_pairs), "grad_x": _to_np(tx.grad),
+              "grad_y": _to_np(ty.grad)}
+    values.update({f"grad_{k}": v for k, v in _flatten(ref.grads_as_flax_tree(module)).items()})
+    return values
+
   return _collect(f"head[{attention}]", dtype, jax_values, torch_values)
 
 
@@ -154,15 +227,19 @@ def check_corp_f(attention: str, device: str, dtype: str, seed: int = 1) -> List
   jax_values = {"loss": loss, "grad_z": grads[1]}
   jax_values.update({f"grad_{k}": v for k, v in _flatten(grads[0]).items()})
 
-  module = _torch_head(attention, 2, params, device, dtype)
-  tz = _torch_tensor(z, device, torch.float32, True)
-  zc = tz.to(_TORCH_DTYPES[dtype])
-  logits = torch.stack([module(zc[:, 0], zc[:, 1]), module(zc[:, 1], zc[:, 0])], dim=1).float()
-  t_loss = ref.corp_f_loss(tz, torch.tensor(starts, device=device), logits, temperature=0.1)
-  t_loss.backward()
-  to_np = lambda t: t.detach().float().cpu().numpy()
-  torch_values = {"loss": to_np(t_loss), "grad_z": to_np(tz.grad)}
-  torch_values.update({f"grad_{k}": v for k, v in _flatten(ref.grads_as_flax_tree(module)).items()})
+  def torch_values(tdt):
+    module = _torch_head(attention, 2, params, device, tdt)
+    ldtype = _loss_dtype(_TORCH_DTYPES[tdt])
+    tz = _torch_tensor(z, device, ldtype, True)
+    zc = tz.to(_TORCH_DTYPES[tdt])
+    logits = torch.stack([module(zc[:, 0], zc[:, 1]), module(zc[:, 1], zc[:, 0])],
+                         dim=1).to(ldtype)
+    t_loss = ref.corp_f_loss(tz, torch.tensor(starts, device=device), logits, temperature=0.1)
+    t_loss.backward()
+    values = {"loss": _to_np(t_loss), "grad_z": _to_np(tz.grad)}
+    values.update({f"grad_{k}": v for k, v in _flatten(ref.grads_as_flax_tree(module)).items()})
+    return values
+
   return _collect(f"corp_f[{attention}]", dtype, jax_values, torch_values)
 
 
@@ -186,16 +263,19 @@ def check_corp_m(attention: str, device: str, dtype: str, seed: int = 2) -> List
   jax_values = {"loss": loss, "grad_z": grads[1]}
   jax_values.update({f"grad_{k}": v for k, v in _flatten(grads[0]).items()})
 
-  module = _torch_head(attention, 3, params, device, dtype)
-  tz = _torch_tensor(z, device, torch.float32, True)
-  zc = tz.to(_TORCH_DTYPES[dtype])
-  logits = torch.stack([module.all_pairs(zc[g]) for g in range(CORP_M_GROUPS)]).float()
-  t_loss = ref.corp_m_loss(logits, torch.tensor(video_index, device=device),
-                           torch.tensor(starts, device=device))
-  t_loss.backward()
-  to_np = lambda t: t.detach().float().cpu().numpy()
-  torch_values = {"loss": to_np(t_loss), "grad_z": to_np(tz.grad)}
-  torch_values.update({f"grad_{k}": v for k, v in _flatten(ref.grads_as_flax_tree(module)).items()})
+  def torch_values(tdt):
+    module = _torch_head(attention, 3, params, device, tdt)
+    ldtype = _loss_dtype(_TORCH_DTYPES[tdt])
+    tz = _torch_tensor(z, device, ldtype, True)
+    zc = tz.to(_TORCH_DTYPES[tdt])
+    logits = torch.stack([module.all_pairs(zc[g]) for g in range(CORP_M_GROUPS)]).to(ldtype)
+    t_loss = ref.corp_m_loss(logits, torch.tensor(video_index, device=device),
+                             torch.tensor(starts, device=device))
+    t_loss.backward()
+    values = {"loss": _to_np(t_loss), "grad_z": _to_np(tz.grad)}
+    values.update({f"grad_{k}": v for k, v in _flatten(ref.grads_as_flax_tree(module)).items()})
+    return values
+
   return _collect(f"corp_m[{attention}]", dtype, jax_values, torch_values)
 
 
@@ -237,16 +317,33 @@ def main(argv=None) -> int:
         f"PyTorch {torch.__version__} on {args.device}")
   print("tolerances: " + ", ".join(f"{k} {v:g}" for k, v in TOLERANCES.items())
         + "  (pass if max_abs <= tol or max_rel <= tol; max_rel = max_abs / max|reference|)")
+  if any(d != "float32" for d in dtypes):
+    print("non-float32 rows also give max_rel of JAX ('f64 jax') and of PyTorch ('f64 torch') "
+          "against PyTorch in float64 (same inputs and weights); they do not change 'ok'")
   results = run_all(args.device, dtypes)
-  print(f"{'component':22s} {'quantity':24s} {'dtype':9s} {'max_abs':>10s} {'max_rel':>10s}  ok")
+  print(f"{'component':22s} {'quantity':24s} {'dtype':9s} {'max_abs':>10s} {'max_rel':>10s} "
+        f"{'norm_rel':>10s}  ok  {'f64 jax':>10s} {'f64 torch':>10s}")
   for r in results:
-    print(f"{r.component:22s} {r.quantity:24s} {r.dtype:9s} {r.max_abs:10.3e} {r.max_rel:10.3e}"
-          f"  {'yes' if r.ok else 'NO'}")
+    f64 = (f"  {r.jax_vs_f64:10.3e} {r.torch_vs_f64:10.3e}" if r.jax_vs_f64 is not None else "")
+    print(f"{r.component:22s} {r.quantity:24s} {r.dtype:9s} {r.max_abs:10.3e} {r.max_rel:10.3e} "
+          f"{r.norm_rel:10.3e}  {'yes' if r.ok else 'NO ':3s}{f64}")
   for dtype in dtypes:
-    worst = max((r for r in results if r.dtype == dtype), key=lambda r: r.max_rel)
-    failures = sum(not r.ok for r in results if r.dtype == dtype)
-    print(f"{dtype}: worst max_rel {worst.max_rel:.3e} ({worst.component} {worst.quantity}), "
-          f"{failures} over tolerance {TOLERANCES[dtype]:g}")
+    rows = [r for r in results if r.dtype == dtype]
+    worst = max(rows, key=lambda r: r.max_rel)
+    failures = [r for r in rows if not r.ok]
+    line = (f"{dtype}: worst max_rel {worst.max_rel:.3e} ({worst.component} {worst.quantity}), "
+            f"{len(failures)} over tolerance {TOLERANCES[dtype]:g}")
+    if worst.jax_vs_f64 is not None:
+      worst_jax = max(rows, key=lambda r: r.jax_vs_f64)
+      worst_torch = max(rows, key=lambda r: r.torch_vs_f64)
+      line += (f"; against float64: worst JAX {worst_jax.jax_vs_f64:.3e} ({worst_jax.component} "
+               f"{worst_jax.quantity}), worst PyTorch {worst_torch.torch_vs_f64:.3e} "
+               f"({worst_torch.component} {worst_torch.quantity})")
+      for r in failures:
+        closer = "JAX" if r.jax_vs_f64 <= r.torch_vs_f64 else "PyTorch"
+        line += (f"\n  over tolerance: {r.component} {r.quantity}: {closer} is closer to float64 "
+                 f"(JAX {r.jax_vs_f64:.3e}, PyTorch {r.torch_vs_f64:.3e})")
+    print(line)
   float32_failures = [r for r in results if r.dtype == "float32" and not r.ok]
   return 1 if float32_failures else 0
 

@@ -112,8 +112,12 @@ def load_flax_params(module: TorchRelationHead, params: Mapping[str, Any]) -> No
 
 
 def grads_as_flax_tree(module: TorchRelationHead) -> Dict[str, Any]:
-  """The .grad of every parameter, laid out like the Flax params tree (NumPy float32)."""
-  to_np = lambda t: t.detach().float().cpu().numpy()
+  """The .grad of every parameter, laid out like the Flax params tree.
+
+  NumPy float32, or float64 for a float64 module (the float64 reference of the bf16 parity rows).
+  """
+  wide = lambda t: torch.float64 if t.dtype == torch.float64 else torch.float32
+  to_np = lambda t: t.detach().to(wide(t)).cpu().numpy()
   tree = {"relation": {name: to_np(p.grad) for name, p in module.relation.named_parameters()}}
   for layer in ("mlp_hidden", "mlp_out"):
     if hasattr(module, layer):
