@@ -11,10 +11,12 @@
 # under 10 s is skipped):
 #   1. environment: GPU, driver, jax / flax / optax / torch versions
 #   2. train_step.py R3D-50 16x224x224 bf16 CORP_f: PyTorch (torch.compile) first, then JAX
-#      with factorized convs (the GPU default since the 2026-11-26 H200 run), without and with
-#      the space-to-depth stem (+s2d, a candidate: 3 input channels fill tensor cores badly);
-#      clips/s, XLA and model FLOPs, MFU, the JAX/PyTorch ratio. (Native 3D convs measured
-#      0.73x PyTorch in that run, factorized 0.89x; native is left out to save time.)
+#      with factorized convs (the GPU default since the 2026-11-26 H200 run) and two
+#      candidates: the hand-written BatchNorm backward (+fbn, corp_jax/models/batchnorm.py;
+#      the step is bandwidth-bound, benchmarks/roofline.py) and the space-to-depth stem (+s2d:
+#      3 input channels fill tensor cores badly); clips/s, XLA and model FLOPs, MFU, the
+#      JAX/PyTorch ratio. (Native 3D convs measured 0.73x PyTorch in that run, factorized
+#      0.89x with flax's BatchNorm; native is left out to save time.)
 #   3. profile_step.py (factorized): a jax.profiler trace of 5 steps, kernel time by category
 #      (convolution, matmul, data movement, reduction, elementwise), the top instructions and
 #      the roofline bounds next to them (benchmarks/roofline.py); summary JSON in $OUT
@@ -85,8 +87,8 @@ print('jax', jax.__version__, jax.devices(), '| flax', flax.__version__, '| opta
 
 # Most important first: a later step that runs out of suite budget is skipped, not this one.
 step "train_step corp_f" 210 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_f --conv_impl factorized,factorized+s2d --torch_compile "$COMPILE" \
-  "${STEPS[@]}" --json "$OUT/train_step_corp_f.json"
+  --objective corp_f --conv_impl factorized,factorized+fbn,factorized+s2d \
+  --torch_compile "$COMPILE" "${STEPS[@]}" --json "$OUT/train_step_corp_f.json"
 cleanup
 step "profile_step corp_f" 90 "$PY" benchmarks/profile_step.py --size "$SIZE" --dtype "$DTYPE" \
   --objective corp_f --conv_impl factorized --steps 5 --warmup 3 --top 25 \

@@ -275,7 +275,7 @@ def parse_args(argv=None):
   p.add_argument("--objective", choices=("corp_f", "corp_m"), default="corp_f")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   p.add_argument("--conv_impl", default="auto",
-                 help="native, factorized, im2col or auto, optionally with '+s2d' (train_step.py)")
+                 help="a train_step.py --conv_impl variant, e.g. factorized+fbn")
   p.add_argument("--remat", action="store_true")
   p.add_argument("--batch", type=int, default=0)
   p.add_argument("--examples", type=int, default=3)

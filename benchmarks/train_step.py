@@ -137,22 +137,30 @@ def batch_size(size: dict, objective: str, batch: int | None) -> int:
   return batch or size["batch_f" if objective == "corp_f" else "batch_m"]
 
 
-def parse_variant(variant: str) -> tuple[str, bool]:
-  """'factorized+s2d' -> ('factorized', True): a conv_impl, and '+s2d' for the space-to-depth
-  stem (corp_jax/models/conv.py conv3d_space_to_depth)."""
-  impl, plus, option = variant.partition("+")
-  if impl not in CONV_IMPLS or (plus and option != "s2d"):
+# Model options a --conv_impl variant can append with '+': 'factorized+s2d+fbn'.
+VARIANT_OPTIONS = {"s2d": {"stem_space_to_depth": True},  # models/conv.py space-to-depth stem
+                   "fbn": {"bn_impl": "fused"},            # models/batchnorm.py
+                   "abn": {"bn_impl": "autodiff"}}
+
+
+def parse_variant(variant: str) -> dict:
+  """'factorized+s2d+fbn' -> CorpModel keyword arguments {conv_impl, stem_space_to_depth,
+  bn_impl}: a conv_impl name, then any of VARIANT_OPTIONS."""
+  impl, *options = variant.split("+")
+  if impl not in CONV_IMPLS or any(o not in VARIANT_OPTIONS for o in options):
     raise ValueError(f"--conv_impl variant {variant!r}: expected one of {CONV_IMPLS}, "
-                     f"optionally followed by '+s2d'")
-  return impl, bool(plus)
+                     f"optionally followed by +option for options in {sorted(VARIANT_OPTIONS)}")
+  kwargs = {"conv_impl": impl}
+  for option in options:
+    kwargs.update(VARIANT_OPTIONS[option])
+  return kwargs
 
 
 def make_model(size: dict, objective: str, dtype: str, conv_impl: str, remat: bool):
-  """`conv_impl` is a variant: a conv_impl name, optionally with '+s2d' (parse_variant)."""
-  impl, stem_s2d = parse_variant(conv_impl)
+  """`conv_impl` is a variant: a conv_impl name with optional '+option's (parse_variant)."""
   return CorpModel(
       backbone=size["backbone"], dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype],
-      conv_impl=impl, stem_space_to_depth=stem_s2d, remat=remat, projection_hidden=size["projection_hidden"],
+      **parse_variant(conv_impl), remat=remat, projection_hidden=size["projection_hidden"],
       projection_dim=size["projection_dim"], head_attention="decoupling",
       head_num_heads=size["head_num_heads"], head_mlp_layers=2,
       head_num_classes=HEAD_CLASSES[objective])
@@ -440,7 +448,8 @@ def parse_args(argv=None):
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   p.add_argument("--conv_impl", default="auto",
                  help="comma list of native, factorized, im2col, auto, each optionally with "
-                      "'+s2d' (space-to-depth stem), e.g. factorized,factorized+s2d")
+                      "'+s2d' (space-to-depth stem), '+fbn' / '+abn' (fused / autodiff "
+                      "BatchNorm), e.g. factorized+abn,factorized+fbn")
   p.add_argument("--remat", action="store_true")
   p.add_argument("--batch", type=int, default=0, help="videos per device (0: the size's default)")
   p.add_argument("--num_devices", type=int, default=0, help="0: all devices")

@@ -81,6 +81,9 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   # The stem conv as a stride-1 conv over 2x2x2 space-to-depth blocks (exact; a speed option,
   # see corp_jax/models/conv.py conv3d_space_to_depth).
   m.stem_space_to_depth = False
+  # Backbone BatchNorm (+ residual + ReLU): 'fused' (hand-written backward, fewer memory
+  # passes), 'autodiff', or 'auto' (fused on CPU; see corp_jax/models/batchnorm.py).
+  m.bn_impl = "auto"
   m.remat = False
   m.projection_hidden = (128, 128)
   m.projection_dim = 64

@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from corp_jax.models.batchnorm import BatchNormAct, resolve_bn_impl
 from corp_jax.models.conv import Conv3D, resolve_conv_impl
 
 BLOCK_TYPES = ("basic", "bottleneck")
@@ -131,23 +132,22 @@ class BottleneckBlock(nn.Module):
   spatial_stride: int
   temporal_kernel: int
   conv: Any  # functools.partial(Conv3D, ...)
-  norm: Any  # functools.partial(nn.BatchNorm, ...)
+  norm: Any  # functools.partial(BatchNormAct, ...)
   zero_init_last: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     s, kt, out_width = self.spatial_stride, self.temporal_kernel, 4 * self.width
     y = self.conv(self.width, (kt, 1, 1), padding=_fixed_pads((kt, 1, 1)), name="conv_a")(x)
-    y = nn.relu(self.norm(name="bn_a")(y))
+    y = self.norm(name="bn_a", relu=True)(y)
     y = self.conv(self.width, (1, 3, 3), strides=(1, s, s), padding=_fixed_pads((1, 3, 3)),
                   name="conv_b")(y)
-    y = nn.relu(self.norm(name="bn_b")(y))
+    y = self.norm(name="bn_b", relu=True)(y)
     y = self.conv(out_width, (1, 1, 1), padding=_fixed_pads((1, 1, 1)), name="conv_c")(y)
-    # Zero gamma on the last BN starts each block as the identity (Goyal et al.), which the
-    # large-batch SSL recipes (SimCLR, CVRL) use.
-    y = self.norm(name="bn_c", scale_init=(nn.initializers.zeros if self.zero_init_last
-                                           else nn.initializers.ones))(y)
-    return nn.relu(y + _shortcut(self, x, out_width, s))
+    # relu(BN(y) + shortcut) in one BatchNormAct. Zero gamma on the last BN starts each block
+    # as the identity (Goyal et al.), which the large-batch SSL recipes (SimCLR, CVRL) use.
+    return self.norm(name="bn_c", relu=True, scale_init=_last_scale_init(self))(
+        y, _shortcut(self, x, out_width, s))
 
 
 class BasicBlock(nn.Module):
@@ -167,11 +167,14 @@ class BasicBlock(nn.Module):
     s, kt = self.spatial_stride, self.temporal_kernel
     y = self.conv(self.width, (kt, 3, 3), strides=(1, s, s), padding=_fixed_pads((kt, 3, 3)),
                   name="conv_a")(x)
-    y = nn.relu(self.norm(name="bn_a")(y))
+    y = self.norm(name="bn_a", relu=True)(y)
     y = self.conv(self.width, (1, 3, 3), padding=_fixed_pads((1, 3, 3)), name="conv_b")(y)
-    y = self.norm(name="bn_b", scale_init=(nn.initializers.zeros if self.zero_init_last
-                                           else nn.initializers.ones))(y)
-    return nn.relu(y + _shortcut(self, x, self.width, s))
+    return self.norm(name="bn_b", relu=True, scale_init=_last_scale_init(self))(
+        y, _shortcut(self, x, self.width, s))
+
+
+def _last_scale_init(block: nn.Module):
+  return nn.initializers.zeros if block.zero_init_last else nn.initializers.ones
 
 
 def _shortcut(block: nn.Module, x: jax.Array, out_width: int, stride: int) -> jax.Array:
@@ -198,6 +201,8 @@ class ResNet3D(nn.Module):
     bn_momentum: running-average decay of the BN statistics.
     remat: wrap each residual block in nn.remat (recompute activations in the backward pass).
     zero_init_last: zero-initialise the last BN scale of each residual block.
+    bn_impl: BatchNorm (+ residual add + ReLU) implementation, 'autodiff', 'fused' or 'auto'
+      (corp_jax.models.batchnorm); the variables are flax BatchNorm's either way.
     stem_space_to_depth: run the strided stem conv as a stride-1 conv over space-to-depth
       blocks (conv.conv3d_space_to_depth): exact, same parameters, a candidate for speed
       (3 colour channels fill GEMM / tensor-core tiles badly). Off by default: on the 2-core
@@ -211,6 +216,7 @@ class ResNet3D(nn.Module):
   remat: bool = False
   zero_init_last: bool = True
   stem_space_to_depth: bool = False
+  bn_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -219,14 +225,14 @@ class ResNet3D(nn.Module):
     if x.ndim != 5 or x.shape[-1] != 3:
       raise ValueError(f"ResNet3D: expected clips of shape [N, T, H, W, 3], got {x.shape}")
     conv = functools.partial(Conv3D, impl=resolve_conv_impl(self.conv_impl), dtype=self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+    norm = functools.partial(BatchNormAct, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype,
-                             param_dtype=jnp.float32, axis_name=self.bn_axis_name)
+                             axis_name=self.bn_axis_name, impl=resolve_bn_impl(self.bn_impl))
 
     x = conv(spec.stem_width, spec.stem_kernel, strides=spec.stem_strides,
              padding=_fixed_pads(spec.stem_kernel), space_to_depth=self.stem_space_to_depth,
              name="stem_conv")(x)
-    x = nn.relu(norm(name="stem_bn")(x))
+    x = norm(name="stem_bn", relu=True)(x)
     x = nn.max_pool(x, spec.pool_kernel, strides=spec.pool_strides,
                     padding=_fixed_pads(spec.pool_kernel))
 

@@ -27,6 +27,7 @@ class CorpModel(nn.Module):
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
   stem_space_to_depth: bool = False
+  bn_impl: str = "auto"
   remat: bool = False
   projection_hidden: Sequence[int] = (2048, 2048, 2048)
   projection_dim: int = 128
@@ -40,7 +41,7 @@ class CorpModel(nn.Module):
   def setup(self):
     self.backbone_net = ResNet3D(
         variant=self.backbone, dtype=self.dtype, conv_impl=self.conv_impl,
-        stem_space_to_depth=self.stem_space_to_depth, remat=self.remat, bn_momentum=self.bn_momentum, name="backbone")
+        stem_space_to_depth=self.stem_space_to_depth, bn_impl=self.bn_impl, remat=self.remat, bn_momentum=self.bn_momentum, name="backbone")
     self.projection = ProjectionMLP(
         hidden_dims=tuple(self.projection_hidden), out_dim=self.projection_dim,
         dtype=self.dtype, bn_momentum=self.bn_momentum, name="projection")
@@ -89,6 +90,7 @@ def model_from_config(model_cfg, num_classes: int) -> CorpModel:
       dtype=dtypes[model_cfg.dtype],
       conv_impl=model_cfg.conv_impl,
       stem_space_to_depth=bool(model_cfg.get("stem_space_to_depth", False)),
+      bn_impl=model_cfg.get("bn_impl", "auto"),
       remat=model_cfg.remat,
       projection_hidden=tuple(model_cfg.projection_hidden),
       projection_dim=model_cfg.projection_dim,
