@@ -1,7 +1,8 @@
 """R3D video backbones (CVRL / CORP R3D-50, R3D-18, a tiny CPU variant) in Flax linen.
 
 Contract (docs/CONTRACTS.md):
-  `ResNet3D(variant, dtype, conv_impl, bn_axis_name, bn_momentum, remat, stem_space_to_depth)`;
+  `ResNet3D(variant, dtype, conv_impl, bn_axis_name, bn_momentum, remat, stem_space_to_depth,
+  bn_impl)`;
   `__call__(x: [N, T, H, W, 3], train: bool) -> [N, F]` float32 globally average-pooled features,
   F = `feature_dim(variant)`. Parameters are float32 (`params`), BatchNorm running statistics are
   in `batch_stats`; computation runs in `dtype` (float32 or bfloat16).
