@@ -340,8 +340,8 @@ def traffic_lines(totals: dict, device_kind: str, size: dict, objective: str, ba
                   dtype: str) -> list:
   """The per-category bytes, their time at the device's bandwidth and the roofline minimum."""
   from benchmarks import roofline, train_step  # pylint: disable=g-import-not-at-top
-  device = next((d for d in roofline.DEVICES if d in device_kind), None)
-  bandwidth = roofline.DEVICES[device][1] * 1e12 if device else None
+  device = roofline.find_device(device_kind)
+  bandwidth = roofline.DEVICES[device].bandwidth_tb_s * 1e12 if device else None
   at = lambda b: f", {b / bandwidth * 1e3:.1f} ms at {device}'s {bandwidth / 1e12:g} TB/s" \
       if bandwidth else ""
   lines = ["bytes moved per step by kernel category (operands + results of each kernel):"]

@@ -115,15 +115,15 @@ def trace_steps(bench, steps: int, trace_dir: str) -> tuple[float, str]:
   return wall, paths[-1]
 
 
-def roofline_lines(size_name: str, objective: str, dtype: str, summary: dict) -> list[str]:
-  """The roofline bounds for this device next to the measured conv / non-conv time."""
-  kind = jax.devices()[0].device_kind
-  device = next((d for d in roofline.DEVICES if d in kind), None)
+def roofline_lines(kind: str, size_name: str, objective: str, dtype: str, per_device_batch: int,
+                   summary: dict) -> list[str]:
+  """The roofline bounds for device `kind` next to the measured conv / non-conv time."""
+  device = roofline.find_device(kind)
   size = train_step.SIZES[size_name]
   if device is None or dtype not in roofline.DTYPE_BYTES:
     return [f"  (no roofline: device {kind!r} is not one of {sorted(roofline.DEVICES)})"]
-  peak, bandwidth = roofline.DEVICES[device]
-  clips = train_step.batch_size(size, objective, None) * train_step.NUM_CLIPS[objective]
+  peak, bandwidth = roofline.DEVICES[device].peak(dtype), roofline.DEVICES[device].bandwidth_tb_s
+  clips = per_device_batch * train_step.NUM_CLIPS[objective]
   backbone = roofline.backbone_layers(size["backbone"], size["clip_len"], size["crop"])
   bound = roofline.step_bound(backbone, clips, roofline.DTYPE_BYTES[dtype], peak, bandwidth)
   cats = summary["categories"]
@@ -189,7 +189,8 @@ def main(argv=None) -> dict:
   for op, category, ms in summary["ops"][:args.top]:
     print(f"    {ms:8.3f}  {category:<14} {op}")
   if args.size in ("r3d50", "r3d18") and jax.default_backend() == "gpu":
-    for line in roofline_lines(args.size, args.objective, args.dtype, summary):
+    for line in roofline_lines(summary["device"], args.size, args.objective, args.dtype,
+                               per_device, summary):
       print(line)
   print(f"  trace: {xplane}")
   if args.json:

@@ -25,8 +25,8 @@ Model (every assumption is a choice in favour of speed, so the time is a lower b
 The convolution table comes from `resnet3d.BackboneSpec` (the same shapes the Flax model uses;
 tests/test_roofline.py checks it against the convolutions in the model's jaxpr).
 
-Device ceilings (per device, nominal, SXM): H100 989 dense bf16 TFLOP/s and 3.35 TB/s HBM3;
-H200 989 TFLOP/s and 4.8 TB/s HBM3e. `--peak_tflops` / `--bandwidth_tb_s` override them (e.g.
+Device ceilings (per device, nominal, SXM): H100 989 dense bf16 TFLOP/s (495 TF32 for float32)
+and 3.35 TB/s HBM3; H200 the same peaks and 4.8 TB/s HBM3e. `--peak_tflops` / `--bandwidth_tb_s` override them (e.g.
 790 TFLOP/s, the bf16 matmul ceiling measured on this workplace's H100/H200, DESIGN.md).
 
 Usage:
@@ -47,8 +47,26 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from corp_jax.models import resnet3d  # pylint: disable=g-import-not-at-top
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
-# (peak dense TFLOP/s for bf16, HBM TB/s), nominal SXM figures.
-DEVICES = {"H100": (989.0, 3.35), "H200": (989.0, 4.8)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+  """Nominal SXM ceilings: dense tensor-core TFLOP/s per compute dtype (float32 = TF32, JAX's
+  default matmul precision on these GPUs) and HBM TB/s."""
+  peak_tflops: dict
+  bandwidth_tb_s: float
+
+  def peak(self, dtype: str) -> float:
+    return self.peak_tflops[dtype]
+
+
+_HOPPER_PEAKS = {"bfloat16": 989.0, "float16": 989.0, "float32": 495.0}
+DEVICES = {"H100": Device(_HOPPER_PEAKS, 3.35), "H200": Device(_HOPPER_PEAKS, 4.8)}
+
+
+def find_device(device_kind: str) -> str | None:
+  """The DEVICES key named in a JAX device_kind ('NVIDIA H200' -> 'H200'), or None."""
+  return next((name for name in DEVICES if name in device_kind), None)
 BN_PASSES = 8  # forward 3 (stats read; normalise read + write) + backward 5 (2 + 3): see above
 
 
@@ -266,8 +284,8 @@ def main(argv=None) -> dict:
   for device in args.device.split(","):
     if device not in DEVICES:
       raise SystemExit(f"--device {device!r} is not one of {sorted(DEVICES)}")
-    peak = args.peak_tflops or DEVICES[device][0]
-    bandwidth = args.bandwidth_tb_s or DEVICES[device][1]
+    peak = args.peak_tflops or DEVICES[device].peak(args.dtype)
+    bandwidth = args.bandwidth_tb_s or DEVICES[device].bandwidth_tb_s
     bound = step_bound(backbone, args.clips, act_bytes, peak, bandwidth)
     print(f"\n{device}: peak {peak:g} TFLOP/s, {bandwidth:g} TB/s; model "
           f"{bound.model_flops / args.clips / 1e9:.1f} GFLOP/clip (3 x forward; executed "

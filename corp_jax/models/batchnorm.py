@@ -1,4 +1,4 @@
-"""BatchNorm (+ residual add) (+ ReLU) with a hand-written backward pass that reads memory less.
+"""BatchNorm (+ residual add) (+ ReLU) as one module, optionally with a hand-written backward.
 
 Contract:
   `BatchNormAct(use_running_average, momentum, epsilon, dtype, axis_name, relu, scale_init,
@@ -9,7 +9,8 @@ Contract:
   checkpoints move freely between this module and `nn.BatchNorm` followed by the same add/ReLU.
 
 Implementations (`impl`), one function:
-  'autodiff'  the formula in jnp ops, differentiated by JAX (the reference).
+  'autodiff'  the formula in jnp ops, differentiated by JAX (the reference and the default:
+              `default_bn_impl`).
   'fused'     the same forward under `jax.custom_vjp` with the textbook backward, arranged so
               that each pass over the activations is one XLA fusion:
                 forward   statistics: sum x and sum x^2 in f32 (sibling reductions of x);
