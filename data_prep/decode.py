@@ -1,8 +1,11 @@
 """Decodes one video file with PyAV into resized JPEG frames, or says why it cannot.
 
 `decode_video(path, options) -> DecodedVideo` (frames in presentation order):
+  * turn the frames upright as a player shows them: a display-matrix rotation (phone videos
+    store portrait clips as landscape frames with "rotate 90") is applied, to the nearest
+    quarter turn, counterclockwise by PyAV's `frame.rotation`;
   * resize so the short side is `options.short_side` (aspect kept, both sides even;
-    0 keeps the source size);
+    0 keeps the source size), measured on the upright frame;
   * with `options.fps`, resample by timestamp: output frame k shows the latest source frame
     whose time (from the first frame) is at or before k / fps, so slow sources repeat
     frames and fast ones drop frames, and clip durations in seconds are preserved;
@@ -69,6 +72,7 @@ class DecodedVideo:
   height: int
   source_fps: float | None
   source_num_frames: int   # Source frames decoded (before resampling).
+  rotation: int = 0        # Counterclockwise quarter turns applied, in degrees: 0/90/180/270.
 
 
 def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -100,11 +104,26 @@ def _rate(value) -> float | None:
   return float(value) if value else None
 
 
-def _encode(frame, size: tuple[int, int], quality: int) -> bytes:
-  from av.video.reformatter import Interpolation  # pylint: disable=g-import-not-at-top
+def display_rotation(frame) -> int:
+  """The counterclockwise turn (0, 90, 180 or 270 degrees) that shows `frame` upright: its
+  display matrix's rotation (PyAV `frame.rotation`, in [-180, 180]) to the nearest 90."""
+  angle = getattr(frame, "rotation", 0) or 0
+  return int(90 * round(float(angle) / 90)) % 360
 
+
+def _encode(frame, size: tuple[int, int], quality: int, rotation: int = 0) -> bytes:
+  """JPEG of `frame` turned by `rotation` and resized to `size` = (width, height) upright."""
+  from av.video.reformatter import Interpolation  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  # Resize in the stored orientation, then turn: a quarter turn swaps width and height.
+  width, height = (size[1], size[0]) if rotation in (90, 270) else size
   # AREA averages source pixels when shrinking (no aliasing on 1080p -> 256).
-  image = frame.to_image(width=size[0], height=size[1], interpolation=Interpolation.AREA)
+  image = frame.to_image(width=width, height=height, interpolation=Interpolation.AREA)
+  if rotation:
+    turns = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
+             270: Image.Transpose.ROTATE_270}  # PIL's ROTATE_* turn counterclockwise
+    image = image.transpose(turns[rotation])
   buffer = io.BytesIO()
   image.save(buffer, format="JPEG", quality=quality)
   return buffer.getvalue()
@@ -138,12 +157,12 @@ def decode_video(path: str, options: DecodeOptions = DecodeOptions()) -> Decoded
     source_fps = _rate(stream.average_rate) or _rate(stream.guessed_rate)
     picker = _TimestampPicker(options.fps) if options.fps else None
     frames: list[bytes] = []
-    size = None
+    size, rotation = None, 0
     previous, previous_time, first_time, decoded = None, 0.0, None, 0
 
     def emit(frame, count):
       if count > 0:
-        frames.extend([_encode(frame, size, options.jpeg_quality)] * count)
+        frames.extend([_encode(frame, size, options.jpeg_quality, rotation)] * count)
 
     try:
       for frame in container.decode(stream):
@@ -155,7 +174,10 @@ def decode_video(path: str, options: DecodeOptions = DecodeOptions()) -> Decoded
           time = decoded / (source_fps or 1.0)
         if first_time is None:
           first_time = time
-          size = output_size(frame.width, frame.height, options.short_side)
+          rotation = display_rotation(frame)
+          upright = ((frame.height, frame.width) if rotation in (90, 270)
+                     else (frame.width, frame.height))
+          size = output_size(*upright, options.short_side)
         time -= first_time
         if previous is not None:
           emit(previous, picker.slots_before(time) if picker else 1)
@@ -179,6 +201,7 @@ def decode_video(path: str, options: DecodeOptions = DecodeOptions()) -> Decoded
     if not frames:
       raise VideoSkipped("zero_frames", f"no output frames at {options.fps} fps")
     return DecodedVideo(jpeg_frames=frames, fps=options.fps or source_fps, width=size[0],
-                        height=size[1], source_fps=source_fps, source_num_frames=decoded)
+                        height=size[1], source_fps=source_fps, source_num_frames=decoded,
+                        rotation=rotation)
   finally:
     container.close()

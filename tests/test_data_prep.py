@@ -263,6 +263,42 @@ def test_fps_upsampling_repeats_frames_by_timestamp(tmp_path):
 
 
 @needs_codecs
+@pytest.mark.parametrize("angle", [0, 90, -90, 180])
+def test_display_rotation_is_applied(tmp_path, angle):
+  """A stream tagged 'rotate by angle (counterclockwise)' decodes upright, sized upright."""
+  path = str(tmp_path / f"r.{MP4[0]}")
+  container = av.open(path, "w")
+  stream = container.add_stream(MP4[1], rate=RATE)
+  stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+  if not hasattr(stream, "set_display_rotation"):
+    container.close()
+    pytest.skip("this PyAV cannot write a display matrix")
+  stream.set_display_rotation(angle)
+  image = np.zeros((48, 64, 3), np.uint8)
+  image[:16, :16] = 255  # a white block in the stored frame's top-left corner
+  for _ in range(2):
+    for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+      container.mux(packet)
+  for packet in stream.encode():
+    container.mux(packet)
+  container.close()
+  video = decode.decode_video(path, decode.DecodeOptions(short_side=24))
+  turn = angle % 360
+  assert video.rotation == turn
+  frame = tf.io.decode_jpeg(video.jpeg_frames[0]).numpy().mean(-1)
+  # Upright size: the short side is 24 whichever way the stored frame lies.
+  assert (video.width, video.height) == ((24, 32) if turn in (90, 270) else (32, 24))
+  assert frame.shape == (video.height, video.width)
+  # Counterclockwise turns move the stored top-left corner to: 90 -> bottom-left,
+  # 180 -> bottom-right, 270 -> top-right.
+  h, w = frame.shape
+  corners = {0: frame[:4, :4], 90: frame[h - 4:, :4], 180: frame[h - 4:, w - 4:],
+             270: frame[:4, w - 4:]}
+  assert corners[turn].mean() > 200
+  assert all(block.mean() < 60 for key, block in corners.items() if key != turn)
+
+
+@needs_codecs
 def test_truncated_video_is_skipped(tmp_path):
   path = str(tmp_path / f"n.{WEBM[0]}")
   write_video(path, WEBM[1], 30, noise=True)
