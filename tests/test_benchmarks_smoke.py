@@ -40,3 +40,21 @@ def test_end_to_end_verdict_separates_input_bound_from_contended():
   # Each alone faster than the loop: the two share cores; serial estimate 1/(1/100 + 1/400).
   contended = end_to_end.verdict(step_only=100, input_only=400, loop=80)
   assert contended.startswith("CONTENDED") and "80.0 clips/s" in contended
+
+
+def test_a_failing_variant_does_not_cost_the_others(monkeypatch, capsys):
+  """On a lent GPU one candidate that fails to compile must leave the other figures."""
+  original = train_step.build_jax_bench
+
+  def failing_s2d(size, objective, **kwargs):
+    if kwargs["conv_impl"].endswith("+s2d"):
+      raise RuntimeError("simulated compile failure")
+    return original(size, objective, **kwargs)
+
+  monkeypatch.setattr(train_step, "build_jax_bench", failing_s2d)
+  [result] = train_step.main(["--size", "smoke", "--objective", "corp_f", "--conv_impl",
+                              "native,native+s2d", "--no_torch", "--num_devices", "1",
+                              "--steps", "1", "--warmup", "1", "--rounds", "1"])
+  assert result["runs"]["jax native"]["clips_per_s"] > 0
+  assert "simulated compile failure" in result["runs"]["jax native+s2d"]["error"]
+  assert "FAILED, left out" in capsys.readouterr().out
