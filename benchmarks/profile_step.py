@@ -173,6 +173,10 @@ def main(argv=None) -> dict:
   # The module name in the trace is the HloModule's (e.g. 'jit_train_step'), not the entry's.
   module_name = bench.hlo_text_fn().split(None, 2)[1].rstrip(",")
   events = kernel_events(profile, module_name)
+  if not events:
+    planes = {plane.name: [line.name for line in plane.lines][:4] for plane in profile.planes}
+    print(f"  warning: no kernel events of module {module_name!r} in the trace (on a GPU: is "
+          f"CUPTI available to the profiler?); planes and first lines: {planes}")
   summary = summarize(events, categories, args.steps)
   summary.update(wall_ms=wall_s * 1e3, size=args.size, objective=args.objective,
                  dtype=args.dtype, conv_impl=args.conv_impl, per_device_batch=per_device,
