@@ -41,7 +41,7 @@ from corp_jax.train import model as model_lib
 from corp_jax.train import objectives as objectives_lib
 from corp_jax.train import optim as optim_lib
 from corp_jax.train import step as step_lib
-from benchmarks.train_step import create_state
+from benchmarks.step_builder import create_state
 
 
 def build(config, num_devices: int):

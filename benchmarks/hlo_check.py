@@ -1,6 +1,6 @@
 """Counts layout transposes / copies next to the convolutions of the compiled train step.
 
-Compiles the real CORP train step (benchmarks/train_step.py's builder) for a size, dtype and
+Compiles the real CORP train step (benchmarks/step_builder.py) for a size, dtype and
 conv implementation, reads the optimised HLO (`compiled.as_text()`) and prints:
   * the convolutions: plain `convolution` ops, cuDNN `custom-call`s whose target names a conv,
     and fusions that contain a convolution; with a histogram of their `dim_labels` (the layout
@@ -269,13 +269,13 @@ def analyse(text: str, examples: int = 3) -> dict:
 
 
 def parse_args(argv=None):
-  from benchmarks.train_step import SIZES  # pylint: disable=g-import-not-at-top
+  from benchmarks.step_builder import SIZES  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--size", choices=sorted(SIZES), default="cpu")
   p.add_argument("--objective", choices=("corp_f", "corp_m"), default="corp_f")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   p.add_argument("--conv_impl", default="auto",
-                 help="a train_step.py --conv_impl variant, e.g. factorized+fbn")
+                 help="a conv_impl variant (step_builder.parse_variant), e.g. factorized+fbn")
   p.add_argument("--remat", action="store_true")
   p.add_argument("--batch", type=int, default=0)
   p.add_argument("--examples", type=int, default=3)
@@ -297,7 +297,7 @@ def main(argv=None) -> dict:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_force_conv_nhwc"
                                ).strip()
   import jax  # pylint: disable=g-import-not-at-top
-  from benchmarks import train_step as ts  # pylint: disable=g-import-not-at-top
+  from benchmarks import step_builder as ts  # pylint: disable=g-import-not-at-top
 
   size = ts.SIZES[args.size]
   batch = ts.batch_size(size, args.objective, args.batch)
@@ -339,7 +339,7 @@ def main(argv=None) -> dict:
 def traffic_lines(totals: dict, device_kind: str, size: dict, objective: str, batch: int,
                   dtype: str) -> list:
   """The per-category bytes, their time at the device's bandwidth and the roofline minimum."""
-  from benchmarks import roofline, train_step  # pylint: disable=g-import-not-at-top
+  from benchmarks import roofline, step_builder  # pylint: disable=g-import-not-at-top
   device = roofline.find_device(device_kind)
   bandwidth = roofline.DEVICES[device].bandwidth_tb_s * 1e12 if device else None
   at = lambda b: f", {b / bandwidth * 1e3:.1f} ms at {device}'s {bandwidth / 1e12:g} TB/s" \
@@ -351,7 +351,7 @@ def traffic_lines(totals: dict, device_kind: str, size: dict, objective: str, ba
   lines.append(f"  {'non-conv total':<14} {non_conv / 1e9:8.2f} GB{at(non_conv)}")
   if size["backbone"] in ("r3d50", "r3d18") and dtype in roofline.DTYPE_BYTES:
     backbone = roofline.backbone_layers(size["backbone"], size["clip_len"], size["crop"])
-    clips = batch * train_step.NUM_CLIPS[objective]
+    clips = batch * step_builder.NUM_CLIPS[objective]
     act = roofline.DTYPE_BYTES[dtype]
     minimum = sum(roofline.elementwise_bytes(backbone, clips, act).values())
     conv = sum(k.bytes for k in roofline.conv_kernels(backbone, clips, act))

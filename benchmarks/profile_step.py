@@ -1,7 +1,7 @@
 """Where the train step's time goes: a jax.profiler trace of a few steps, summarised as text.
 
-Builds the same step as benchmarks/train_step.py, warms it up, traces `--steps` steps with
-`jax.profiler.trace`, and reads the trace back with `jax.profiler.ProfileData` (no TensorBoard,
+Builds the step that benchmarks/train_step.py times (step_builder.py), warms it up, traces
+`--steps` steps with `jax.profiler.trace`, and reads the trace back with `jax.profiler.ProfileData` (no TensorBoard,
 no TensorFlow). Every device kernel (GPU: the device plane's stream events; CPU: XLA's thunk
 events on the host plane) carries the optimised-HLO instruction it runs (`hlo_op` stat); the
 instruction is looked up in `compiled.as_text()` and put in one category (hlo_check.categorize):
@@ -41,7 +41,7 @@ import jax  # pylint: disable=g-import-not-at-top
 
 from benchmarks import hlo_check
 from benchmarks import roofline
-from benchmarks import train_step
+from benchmarks import step_builder
 
 CATEGORIES = hlo_check.CATEGORIES + ("unmapped",)
 
@@ -119,11 +119,11 @@ def roofline_lines(kind: str, size_name: str, objective: str, dtype: str, per_de
                    summary: dict) -> list[str]:
   """The roofline bounds for device `kind` next to the measured conv / non-conv time."""
   device = roofline.find_device(kind)
-  size = train_step.SIZES[size_name]
+  size = step_builder.SIZES[size_name]
   if device is None or dtype not in roofline.DTYPE_BYTES:
     return [f"  (no roofline: device {kind!r} is not one of {sorted(roofline.DEVICES)})"]
   peak, bandwidth = roofline.DEVICES[device].peak(dtype), roofline.DEVICES[device].bandwidth_tb_s
-  clips = per_device_batch * train_step.NUM_CLIPS[objective]
+  clips = per_device_batch * step_builder.NUM_CLIPS[objective]
   backbone = roofline.backbone_layers(size["backbone"], size["clip_len"], size["crop"])
   bound = roofline.step_bound(backbone, clips, roofline.DTYPE_BYTES[dtype], peak, bandwidth)
   cats = summary["categories"]
@@ -139,7 +139,7 @@ def roofline_lines(kind: str, size_name: str, objective: str, dtype: str, per_de
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--size", choices=sorted(train_step.SIZES), default="cpu")
+  p.add_argument("--size", choices=sorted(step_builder.SIZES), default="cpu")
   p.add_argument("--objective", choices=("corp_f", "corp_m"), default="corp_f")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   p.add_argument("--conv_impl", default="auto")
@@ -157,9 +157,9 @@ def main(argv=None) -> dict:
   args = parse_args(argv)
   if args.steps < 1:
     raise SystemExit(f"--steps {args.steps}: trace at least one step")
-  size = train_step.SIZES[args.size]
-  per_device = train_step.batch_size(size, args.objective, args.batch or None)
-  bench = train_step.build_jax_bench(size, args.objective, dtype=args.dtype,
+  size = step_builder.SIZES[args.size]
+  per_device = step_builder.batch_size(size, args.objective, args.batch or None)
+  bench = step_builder.build_jax_bench(size, args.objective, dtype=args.dtype,
                                      conv_impl=args.conv_impl, remat=args.remat,
                                      per_device_batch=per_device, num_devices=1)
   for _ in range(args.warmup):

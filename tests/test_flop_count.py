@@ -73,9 +73,9 @@ def test_every_conv_impl_counts_the_same_work(kernel, strides):
 
 
 def test_model_train_flops_is_three_forward_passes():
-  from benchmarks import train_step  # pylint: disable=g-import-not-at-top
-  size = train_step.SIZES["smoke"]
-  model = train_step.make_model(size, "corp_f", "float32", "native", remat=False)
+  from benchmarks import step_builder  # pylint: disable=g-import-not-at-top
+  size = step_builder.SIZES["smoke"]
+  model = step_builder.make_model(size, "corp_f", "float32", "native", remat=False)
   clips = jax.ShapeDtypeStruct((2, size["clip_len"], size["crop"], size["crop"], 3), jnp.float32)
   variables = jax.eval_shape(lambda key: model.init(key, jnp.zeros(clips.shape), train=False),
                              jax.random.key(0))

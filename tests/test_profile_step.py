@@ -96,7 +96,7 @@ def test_traces_one_cpu_step(tmp_path):
 
 def test_roofline_and_traffic_lines_for_an_h200():
   """The GPU-only report lines, fed figures by hand (they run only on a GPU otherwise)."""
-  from benchmarks import train_step  # pylint: disable=g-import-not-at-top
+  from benchmarks import step_builder  # pylint: disable=g-import-not-at-top
   summary = {"categories": {"convolution": 30.0, "matmul": 0.5, "data_movement": 5.0,
                             "reduction": 10.0, "elementwise": 14.0, "unmapped": 0.0}}
   lines = profile_step.roofline_lines("NVIDIA H200", "r3d50", "corp_f", "bfloat16", 16, summary)
@@ -106,7 +106,7 @@ def test_roofline_and_traffic_lines_for_an_h200():
                                                       summary)[0]
   totals = dict.fromkeys(hlo_check.CATEGORIES, 0)
   totals.update(convolution=48e9, elementwise=96e9)
-  text = "\n".join(hlo_check.traffic_lines(totals, "NVIDIA H200", train_step.SIZES["r3d50"],
+  text = "\n".join(hlo_check.traffic_lines(totals, "NVIDIA H200", step_builder.SIZES["r3d50"],
                                            "corp_f", 16, "bfloat16"))
   assert "20.0 ms at H200's 4.8 TB/s" in text  # 96 GB / 4.8 TB/s
   assert "roofline.py's minimum" in text and "1.7x that" in text  # 96 / 58.0 GB
