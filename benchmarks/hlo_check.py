@@ -41,6 +41,8 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 CATEGORIES = ("convolution", "matmul", "data_movement", "reduction", "elementwise")
+# The categories that are memory traffic between the convolutions (BatchNorm, ReLU, adds, ...).
+NON_CONV = ("data_movement", "reduction", "elementwise")
 LAYOUT_OPS = {"transpose", "copy"}
 # Ops that only move or index data; a fusion of nothing else is 'data_movement'.
 DATA_MOVEMENT = {"transpose", "copy", "slice", "pad", "concatenate", "dynamic-slice",
@@ -106,12 +108,16 @@ def _ops_of(comps, names) -> set:
   return {i["opcode"] for c in names if c in comps for i in comps[c]["instrs"].values()}
 
 
+def _custom_call_target(instr) -> str:
+  match = re.search(r'custom_call_target="([^"]+)"', instr["attrs"])
+  return match.group(1).lower() if match else ""
+
+
 def is_conv(instr, comps) -> bool:
   if instr["opcode"] == "convolution":
     return True
   if instr["opcode"] == "custom-call":
-    target = re.search(r'custom_call_target="([^"]+)"', instr["attrs"])
-    return bool(target and "conv" in target.group(1).lower())
+    return "conv" in _custom_call_target(instr)
   return instr["opcode"] == "fusion" and "convolution" in _ops_of(comps, _called(instr))
 
 
@@ -139,11 +145,6 @@ def _elements(instr) -> int:
   """Element count of an instruction's (first) result array; -1 when it has none."""
   match = re.search(r"\w+\[([\d,]*)\]", instr["type"])
   return math.prod(int(d) for d in filter(None, match.group(1).split(","))) if match else -1
-
-
-def _custom_call_target(instr) -> str:
-  match = re.search(r'custom_call_target="([^"]+)"', instr["attrs"])
-  return match.group(1).lower() if match else ""
 
 
 def _fused_computations(comps) -> set:
@@ -347,7 +348,7 @@ def traffic_lines(totals: dict, device_kind: str, size: dict, objective: str, ba
   lines = ["bytes moved per step by kernel category (operands + results of each kernel):"]
   for category in CATEGORIES:
     lines.append(f"  {category:<14} {totals[category] / 1e9:8.2f} GB{at(totals[category])}")
-  non_conv = sum(totals[c] for c in ("data_movement", "reduction", "elementwise"))
+  non_conv = sum(totals[c] for c in NON_CONV)
   lines.append(f"  {'non-conv total':<14} {non_conv / 1e9:8.2f} GB{at(non_conv)}")
   if size["backbone"] in ("r3d50", "r3d18") and dtype in roofline.DTYPE_BYTES:
     backbone = roofline.backbone_layers(size["backbone"], size["clip_len"], size["crop"])

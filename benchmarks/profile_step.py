@@ -127,7 +127,7 @@ def roofline_lines(kind: str, size_name: str, objective: str, dtype: str, per_de
   backbone = roofline.backbone_layers(size["backbone"], size["clip_len"], size["crop"])
   bound = roofline.step_bound(backbone, clips, roofline.DTYPE_BYTES[dtype], peak, bandwidth)
   cats = summary["categories"]
-  non_conv = sum(cats[c] for c in ("reduction", "elementwise", "data_movement"))
+  non_conv = sum(cats[c] for c in hlo_check.NON_CONV)
   return [f"  roofline ({device}, {peak:g} TFLOP/s, {bandwidth:g} TB/s, {clips} clips): "
           f"convs {bound.conv_s * 1e3:.1f} ms, XLA-style BN/residual/pool passes "
           f"{bound.elementwise_s * 1e3:.1f} ms",
@@ -164,14 +164,15 @@ def main(argv=None) -> dict:
                                      per_device_batch=per_device, num_devices=1)
   for _ in range(args.warmup):
     jax.block_until_ready(bench.run())
-  comps = hlo_check.parse_hlo(bench.hlo_text_fn())
+  hlo_text = bench.hlo_text_fn()  # megabytes for R3D-50: printed once, parsed once
+  comps = hlo_check.parse_hlo(hlo_text)
   categories = hlo_check.categorize(comps)
   module = next(name for name, comp in comps.items() if comp["entry"])
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="corp_profile_")
   wall_s, xplane = trace_steps(bench, args.steps, trace_dir)
   profile = jax.profiler.ProfileData.from_file(xplane)
   # The module name in the trace is the HloModule's (e.g. 'jit_train_step'), not the entry's.
-  module_name = bench.hlo_text_fn().split(None, 2)[1].rstrip(",")
+  module_name = hlo_text.split(None, 2)[1].rstrip(",")
   events = kernel_events(profile, module_name)
   if not events:
     planes = {plane.name: [line.name for line in plane.lines][:4] for plane in profile.planes}

@@ -113,9 +113,8 @@ def bn_act_autodiff(x, scale, bias, residual, *, epsilon, relu, dtype, axis_name
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
 def _bn_act_fused(x, scale, bias, residual, epsilon, relu, dtype, axis_name):
-  mean, var = _statistics(x, axis_name)
-  y, _ = _forward(x, scale, bias, residual, mean, var, epsilon, relu, dtype)
-  return y, mean, var
+  return bn_act_autodiff(x, scale, bias, residual, epsilon=epsilon, relu=relu, dtype=dtype,
+                         axis_name=axis_name)
 
 
 def _fused_fwd(x, scale, bias, residual, epsilon, relu, dtype, axis_name):
