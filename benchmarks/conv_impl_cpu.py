@@ -29,7 +29,7 @@ from corp_jax.models.resnet3d import ResNet3D
 
 # (description, input [N, T, H, W, Cin], Cout, kernel (kt, kh, kw), strides (st, sh, sw)).
 LAYER_CASES = (
-    ("3x3x3 DESIGN.md case", (64, 8, 16, 16, 16), 16, (3, 3, 3), (1, 1, 1)),
+    ("3x3x3 design-notes case", (64, 8, 16, 16, 16), 16, (3, 3, 3), (1, 1, 1)),
     ("stem 5x7x7 /2,2,2", (4, 8, 32, 32, 3), 16, (5, 7, 7), (2, 2, 2)),
     ("res4 conv_a 3x1x1", (8, 8, 8, 8, 128), 64, (3, 1, 1), (1, 1, 1)),
     ("res3 conv_b 1x3x3 /1,2,2", (8, 8, 16, 16, 32), 32, (1, 3, 3), (1, 2, 2)),

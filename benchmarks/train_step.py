@@ -10,7 +10,7 @@ and the ratio JAX clips/s / PyTorch clips/s.
 
 Device peaks (dense, per device; `--peak_tflops` overrides): H100/H200 SXM 989 bf16 / 495 TF32
 (the nominal figures; MFU is reported against these, and also against the ~790 TFLOP/s that a
-large bf16 matmul reaches on this workplace's H100/H200, see DESIGN.md), A100 312 / 156. On CPU
+large bf16 matmul reaches on an H100/H200, see docs/DESIGN_NOTES.md), A100 312 / 156. On CPU
 the peak is measured as the throughput of a 1024^3 float32 matmul in XLA.
 
 PyTorch runs in a child process (torch_r3d.TorchWorker), so that its OpenMP threads and XLA's
@@ -61,7 +61,7 @@ PEAK_TFLOPS = (
     ("H200", {"bfloat16": 989.0, "float32": 495.0}),
     ("A100", {"bfloat16": 312.0, "float32": 156.0}),
 )
-MEASURED_MATMUL_TFLOPS = {"H100": 790.0, "H200": 790.0}  # bf16, DESIGN.md / device notes
+MEASURED_MATMUL_TFLOPS = {"H100": 790.0, "H200": 790.0}  # bf16, docs/DESIGN_NOTES.md
 
 
 def device_peak_tflops(dtype: str, override: float | None) -> tuple[float, str]:
@@ -155,7 +155,7 @@ def run_objective(size_name: str, objective: str, args) -> dict:
       for _ in range(args.warmup):
         jax.block_until_ready(bench.run())
     except Exception as e:  # pylint: disable=broad-except
-      # On a lent accelerator one failing candidate must not cost the other variants' figures.
+      # On an accelerator run one failing candidate must not cost the other variants' figures.
       if len(variants) == 1:
         raise
       print(f"  jax {impl}: FAILED, left out: {type(e).__name__}: {str(e)[:300]}", flush=True)

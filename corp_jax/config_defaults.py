@@ -58,12 +58,12 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   # crops, or colour jitter alone, the 0.13M-parameter backbone did not learn order within
   # the demo's budget (order accuracy 0.50 after 300-400 steps, order-only and CORP_f alike);
   # without them CORP_f's order accuracy reached 0.88 in 400 steps and its motion probe rose
-  # above SimCLR's (issue 5). The price: InfoNCE is easy (both clips show the same scene), so
+  # above SimCLR's. The price: InfoNCE is easy (both clips show the same scene), so
   # the contrast top-1 says little and only the probes on held-out videos measure the
-  # representation. CORP_m's order task still stays near chance in this recipe. The earlier,
-  # milder default (contrast meaningful, order at chance): aug_crop_area_min=0.5,
-  # aug_flip_prob=0.5, aug_color_jitter_prob=0.8, aug_grayscale_prob=0.2; CVRL's full
-  # strength made the projection collapse onto its mean direction within ~20 steps.
+  # representation. A milder setting (aug_crop_area_min=0.5, aug_flip_prob=0.5,
+  # aug_color_jitter_prob=0.8, aug_grayscale_prob=0.2) keeps contrast meaningful but left order
+  # at chance; CVRL's full strength made the projection collapse onto its mean direction
+  # within ~20 steps (docs/EXPERIMENTS.md).
   d.aug_crop_area_min = 1.0
   d.aug_flip_prob = 0.0
   d.aug_color_jitter_prob = 0.0
@@ -82,7 +82,8 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   # see corp_jax/models/conv.py conv3d_space_to_depth).
   m.stem_space_to_depth = False
   # Backbone BatchNorm (+ residual + ReLU): 'fused' (hand-written backward, fewer memory
-  # passes), 'autodiff', or 'auto' (fused on CPU; see corp_jax/models/batchnorm.py).
+  # passes), 'autodiff', or 'auto' (autodiff on every platform until a GPU measurement says
+  # otherwise; see corp_jax/models/batchnorm.py).
   m.bn_impl = "auto"
   m.remat = False
   m.projection_hidden = (128, 128)
@@ -91,7 +92,7 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   m.head_num_heads = 32
   m.head_mlp_layers = 2
   # Append a constant coordinate to the head's input (decoupling attention only): an
-  # experiment for the slow start of the order task, off by default (DESIGN.md).
+  # experiment for the slow start of the order task, off by default (docs/DESIGN_NOTES.md).
   m.head_input_constant = False
   m.bn_momentum = 0.9
 

@@ -43,7 +43,7 @@ def test_end_to_end_verdict_separates_input_bound_from_contended():
 
 
 def test_a_failing_variant_does_not_cost_the_others(monkeypatch, capsys):
-  """On a lent GPU one candidate that fails to compile must leave the other figures."""
+  """On a GPU run one candidate that fails to compile must leave the other figures."""
   original = train_step.build_jax_bench
 
   def failing_s2d(size, objective, **kwargs):

@@ -290,7 +290,7 @@ def test_corp_m_metrics_flipped_order_and_always_p1():
   flipped = perfect[..., [0, 2, 1]]
   _, m = _corp_m(flipped, video_index, starts)
   assert float(m["order_acc"]) == 0.0 and float(m["total_acc"]) == 0.0
-  np.testing.assert_allclose(m["p1_fraction"], 32 / 56, rtol=1e-6)  # DESIGN.md, K = 4
+  np.testing.assert_allclose(m["p1_fraction"], 32 / 56, rtol=1e-6)  # docs/DESIGN_NOTES.md, K = 4
   np.testing.assert_allclose(m["pair_acc"], 32 / 56, rtol=1e-6)
   always_p1 = np.zeros_like(perfect)
   always_p1[..., 0] = 1.0

@@ -47,7 +47,7 @@ def test_conv_table_matches_the_models_jaxpr(variant, clip_len, crop):
 def test_r3d50_reference_figures():
   backbone = roofline.backbone_layers("r3d50", 16, 224)
   forward_gflop = sum(2 * c.macs for c in backbone.convs) / 1e9
-  assert forward_gflop == pytest.approx(91.0, abs=0.1)  # DESIGN.md: about 91 GFLOPs forward
+  assert forward_gflop == pytest.approx(91.0, abs=0.1)  # docs/DESIGN_NOTES.md: about 91 GFLOPs forward
   params = sum(c.weight_elems for c in backbone.convs)
   assert 31.0e6 < params < 31.7e6  # conv weights of the 31.7M (BN parameters make up the rest)
 

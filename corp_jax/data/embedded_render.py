@@ -15,7 +15,7 @@ low-frequency texture and a few same-sized landmark posts. Two labels:
   exactly when rng and rng' start in the same state. The frames of a video and of its
   reversal are the same set, so a model that ignores order cannot tell them apart.
 
-Why these motions (see DESIGN.md, "absolute position"): training clips get independent
+Why these motions (docs/DESIGN_NOTES.md, "Absolute position carries no order"): training clips get independent
 random resized crops and horizontal flips, so absolute position in the frame carries no
 order information. Every cue here is relative to scene structure or to the object itself:
   rise/fall              height relative to the horizon and the posts (flip-safe),

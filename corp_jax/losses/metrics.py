@@ -4,7 +4,7 @@
   a positive (same video). Used by nt_xent / corp_f (cosine similarity) and corp_m (log-odds of
   "same video").
 * `order_accuracy(order_logits, labels, mask)`: 2-way order accuracy on same-video pairs only;
-  0.5 is chance (DESIGN.md: watch it on its own, the P1 pairs dominate pair accuracy).
+  0.5 is chance (docs/DESIGN_NOTES.md: watch it on its own, the P1 pairs dominate pair accuracy).
 * `weighted_accuracy(logits, labels, weights)`: `pair_acc`, clip pairs classified right, each
   clip pair counted once per video pair it belongs to (as the paper enumerates them).
 * `all_correct_fraction(correct, considered, video_index)`: `total_acc` (paper Fig. 3), the

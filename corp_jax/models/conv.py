@@ -12,7 +12,7 @@ Implementations:
                 (N*T', H, W, Cin), one per temporal tap, summed. Mathematically identical (a 3D
                 conv is a sum over its temporal taps of 2D convs of time-shifted frames); it
                 exists because XLA:CPU is slow at 3D convolutions and far slower at their
-                gradients (see benchmarks/conv_impl_cpu.py and DESIGN.md). When kt == 1 it is a
+                gradients (see benchmarks/conv_impl_cpu.py and docs/DESIGN_NOTES.md). When kt == 1 it is a
                 single 2D conv over N*T frames.
   'im2col'      the same function as one matrix product: the kt*kh*kw strided views of the
                 padded input are concatenated on the channel axis into patches

@@ -6,8 +6,8 @@ Contract (docs/CONTRACTS.md):
 Hidden layers are Dense (no bias; BN follows) -> BatchNorm -> ReLU; the last layer is a plain
 Dense with bias and no BN and no normalisation. Keeping the bias matters for the order task:
 z needs a component of consistent sign so that the anti-symmetric relation term
-Px*Qy - Qx*Py does not flip sign from video to video (DESIGN.md, "Why the order task is slow to
-start"); losses that want unit vectors (NT-Xent) normalise z themselves.
+Px*Qy - Qx*Py does not flip sign from video to video (docs/DESIGN_NOTES.md, "Why the order task is
+slow to start"); losses that want unit vectors (NT-Xent) normalise z themselves.
 Parameters are float32; computation runs in `dtype`.
 """
 

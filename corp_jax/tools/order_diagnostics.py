@@ -1,4 +1,4 @@
-"""Diagnostics for the embedded demo's order task (open issue 5): supervised upper bounds.
+"""Diagnostics for the embedded demo's order task: supervised upper bounds.
 
 Trains the pretraining backbone of a config (the same `ResNet3D`, clip sampler, crops and
 augmentation as `corp_jax.main`, from `corp_jax.train.inputs` / `corp_jax.data.pipeline`) with

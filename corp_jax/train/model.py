@@ -62,7 +62,7 @@ class CorpModel(nn.Module):
   def _head_input(self, z):
     # With a constant coordinate appended, the anti-symmetric part of Eq. 8,
     # Px*Qy − Qx*Py, gains terms linear in (y − x): an order signal that does not depend on
-    # the sign of a video-specific direction (DESIGN.md: "keep a consistent-sign direction").
+    # the sign of a video-specific direction (docs/DESIGN_NOTES.md).
     if not self.head_input_constant:
       return z
     return jnp.concatenate([z, jnp.ones(z.shape[:-1] + (1,), z.dtype)], axis=-1)

@@ -76,7 +76,7 @@ def relation_inputs(z):
 
   Components O(1) whatever d is, so the head's products (Eq. 8) and logits do not start
   vanishingly small (a 1/d start slowed the order task, which begins at a saddle; see
-  DESIGN.md). The InfoNCE part normalises z itself.
+  docs/DESIGN_NOTES.md). The InfoNCE part normalises z itself.
   """
   return l2_normalize(z) * jnp.sqrt(jnp.float32(z.shape[-1]))
 
