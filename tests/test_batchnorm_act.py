@@ -125,6 +125,7 @@ def test_fused_under_shard_map_equals_single_device():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5), got, want)
 
 
+@pytest.mark.slow
 def test_tiny_backbone_gradients_fused_equal_autodiff_with_and_without_remat():
   from corp_jax.models import ResNet3D  # pylint: disable=g-import-not-at-top
   x = np.random.RandomState(0).uniform(size=(2, 8, 32, 32, 3)).astype(np.float32)

@@ -11,11 +11,14 @@ import math
 import pathlib
 import sys
 
+import pytest
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `benchmarks` importable
 
 from benchmarks import hlo_check, train_step  # pylint: disable=g-import-not-at-top
 
 
+@pytest.mark.slow
 def test_benchmark_mains_run_once():
   common = ["--size", "smoke", "--objective", "corp_f", "--conv_impl", "native",
             "--num_devices", "1"]

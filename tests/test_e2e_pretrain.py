@@ -10,6 +10,8 @@ from corp_jax.train import checkpoint as ckpt_lib
 from corp_jax.train import loop
 from tests.train_helpers import tiny_config
 
+pytestmark = pytest.mark.slow
+
 
 def _embedded_config(objective, cache_dir, steps):
   return tiny_config(

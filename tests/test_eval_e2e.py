@@ -124,6 +124,7 @@ def _synthetic_batches(num_classes, seed=0):
            "label": rng.integers(0, num_classes, 8).astype(np.int32)}
 
 
+@pytest.mark.slow
 def test_streaming_trainers_freeze_or_train_the_backbone(pretrained):
   workdir, _, _, _ = pretrained
   backbone = features_lib.restore_frozen_backbone(workdir)
@@ -151,6 +152,7 @@ def test_streaming_trainers_freeze_or_train_the_backbone(pretrained):
   _assert_same(snapshot, backbone.variables)  # fine-tuning copies, never edits, the restore
 
 
+@pytest.mark.slow
 def test_finetune_runs_on_a_balanced_subset(pretrained, tmp_path):
   workdir, _, _, cache = pretrained
   config = _eval_config("finetune", pretrain_workdir=workdir, data__cache_dir=cache)
@@ -183,6 +185,7 @@ def test_backbone_shape_mismatch_is_a_clear_error(pretrained, tmp_path):
     features_lib.restore_frozen_backbone(broken)
 
 
+@pytest.mark.slow
 def test_demo_reports_both_label_families(pretrained, tmp_path, capsys):
   workdir, _, _, cache = pretrained
   out = str(tmp_path / "demo")

@@ -233,6 +233,7 @@ def test_bfloat16_compute_keeps_float32_params_and_output(tiny_variables):
   np.testing.assert_allclose(f16, f32, rtol=0.1, atol=0.1 * float(jnp.abs(f32).mean()))
 
 
+@pytest.mark.slow
 def test_remat_gives_same_outputs_and_gradients(tiny_variables):
   x = _uniform((2, 4, 16, 16, 3))
   plain, remat = ResNet3D("tiny"), ResNet3D("tiny", remat=True)

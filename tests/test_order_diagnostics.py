@@ -24,6 +24,7 @@ def test_motion_metrics_pair_and_direction():
   np.testing.assert_allclose(float(m["direction_acc_in_true_pair"]), 2 / 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", order_diagnostics.MODES)
 def test_runs_on_embedded(tmp_path_factory, mode):
   cache = tmp_path_factory.getbasetemp() / "embedded_cache"

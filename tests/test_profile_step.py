@@ -82,6 +82,7 @@ def test_busy_time_is_the_union_of_intervals():
   assert summary["ops"][0][:2] == ("a", "convolution")
 
 
+@pytest.mark.slow
 def test_traces_one_cpu_step(tmp_path):
   summary = profile_step.main(["--size", "smoke", "--steps", "2", "--warmup", "1",
                                "--top", "3", "--trace_dir", str(tmp_path),

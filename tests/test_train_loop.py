@@ -86,6 +86,7 @@ def test_batch_that_does_not_divide_devices_is_a_clear_error(tmp_path):
     loop.pretrain(config, str(tmp_path / "bad"))
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
   workdir = str(tmp_path / "sigterm")
   cmd = [sys.executable, "-m", "corp_jax.main", "--config=configs/corp_f.py:test",
