@@ -41,7 +41,8 @@ _READ_BUFFER = 256 * 1024  # tf.data.TFRecordDataset's default
 
 def epoch_file_order(seed: int, epoch: int, num_files: int) -> np.ndarray:
   """The permutation of the process's files in epoch `epoch`."""
-  keys = np.random.PCG64(np.random.SeedSequence([seed, epoch, 0x5EED])).random_raw(num_files)
+  entropy = [int(seed) % 2**64, int(epoch), 0x5EED]  # SeedSequence takes non-negative ints
+  keys = np.random.PCG64(np.random.SeedSequence(entropy)).random_raw(num_files)
   return np.argsort(keys, kind="stable")
 
 
