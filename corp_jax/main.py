@@ -23,6 +23,13 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes."
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 _LOCAL_DEVICES = flags.DEFINE_integer(
     "local_cpu_devices", 0, "CPU only: number of host devices per process (testing).")
+_GPUS_PER_PROCESS = flags.DEFINE_enum(
+    "gpus_per_process", "auto", ["auto", "one", "node"],
+    "SLURM / Open MPI on GPUs: one (a task per GPU), node (a task per node, all its GPUs) "
+    "or auto (the node's GPUs split evenly among its tasks). See docs/LAUNCHERS.md.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Print the resolved multi-host arguments (what reaches "
+    "jax.distributed.initialize), the config name and the workdir as JSON, then exit.")
 
 
 def _default_workdir() -> str:
@@ -35,6 +42,22 @@ def _default_workdir() -> str:
   return os.path.join("workdirs", f"{name}_{preset}" if preset else name)
 
 
+def _print_dry_run(distributed) -> None:
+  """What this process would start with, without starting JAX or training."""
+  import json  # pylint: disable=g-import-not-at-top
+  try:
+    args = distributed.resolve(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                               _PROCESS_ID.value, _GPUS_PER_PROCESS.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  shown = {"config": flags.FLAGS["config"].serialize().split("=", 1)[-1],
+           "job": _CONFIG.value.get("job", "pretrain"),
+           "workdir": _WORKDIR.value or _default_workdir(), **distributed.describe(args)}
+  # JSON, one key a line.
+  print("{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in shown.items())
+        + "\n}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -45,8 +68,14 @@ def main(argv):
   from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   pipeline.use_tf_bfc_cpu_allocator()
   from corp_jax.train import distributed  # pylint: disable=g-import-not-at-top
-  distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
-                         _PROCESS_ID.value, _LOCAL_DEVICES.value)
+  if _DRY_RUN.value:
+    _print_dry_run(distributed)
+    return
+  try:
+    distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                           _PROCESS_ID.value, _LOCAL_DEVICES.value, _GPUS_PER_PROCESS.value)
+  except ValueError as e:  # a flag or launcher setting the user can fix
+    raise app.UsageError(str(e)) from None
   from corp_jax import jobs  # pylint: disable=g-import-not-at-top
   jobs.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
 

@@ -10,7 +10,8 @@ shards (of this run and of resumed earlier runs) into:
                       class_counts (written videos per class name; unlabelled videos under
                       "<unlabelled>"), fps (the resampling rate, or null when the source rate
                       was kept), source_fps and frames_per_video as {min, mean, max},
-                      short_side, jpeg_quality, format, split, num_shards, shard_pattern.
+                      short_side, jpeg_quality, format, split, num_shards, shard_pattern,
+                      shard_records (videos written to each shard, in shard order).
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def build_metadata(summaries: list[dict], *, class_names, settings: dict) -> dic
       "num_classes": len(class_names),
       "num_videos": sum(s["written"] for s in summaries),
       "num_failed": sum(len(s["failures"]) for s in summaries),
+      # Records of each shard, in shard order: a resumed training stream finds its position
+      # from these without scanning the shards.
+      "shard_records": [s["written"] for s in summaries],
       "class_counts": class_counts,
       "frames_per_video": _frames_range(summaries),
       "source_fps": _range([s["source_fps"] for s in summaries], lambda p: p["count"]),

@@ -15,6 +15,7 @@ import pytest
 av = pytest.importorskip("av")
 tf = pytest.importorskip("tensorflow")
 
+from corp_jax.data import record_stream  # pylint: disable=g-import-not-at-top
 from corp_jax.data import records  # pylint: disable=g-import-not-at-top
 from corp_jax.data import shard_writer
 from data_prep import annotations
@@ -163,6 +164,8 @@ def test_bad_videos_are_skipped_and_reported(converted):
   assert metadata["class_names"] == ["cat", "dog"] and metadata["num_classes"] == 2
   assert metadata["class_counts"] == {"cat": 1, "dog": 1}
   assert (metadata["num_videos"], metadata["num_failed"]) == (2, 4)
+  shards = shard_writer.complete_shards(str(out), "train")
+  assert metadata["shard_records"] == [record_stream.count_records(p) for p in shards]
   assert metadata["frames_per_video"] == {"min": 10, "mean": 11.0, "max": 12}
   assert metadata["short_side"] == 32 and metadata["format"] == "csv"
   assert metadata["fps"] is None and metadata["source_fps"]["mean"] == pytest.approx(RATE)

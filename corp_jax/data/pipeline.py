@@ -18,13 +18,20 @@ Contract (docs/CONTRACTS.md, "Batch layout"):
   `tfds_source`). Files are sorted and split per process: process p of P reads files
   p, p + P, ...; fewer files than processes is an error (a tf.data source is `shard`ed).
 
-  Determinism and resume: the stream is a pure function of `seed`. Epoch e shuffles the file
-  order and a `shuffle_buffer` window with seed (seed, e); element n of the stream (counting
-  across epochs) is augmented with stateless seeds derived from (seed, n). So batch `step` is
-  elements [step * B, (step + 1) * B), and `start_step=N` yields exactly batches N, N+1, ...
-  of the `start_step=0` stream: it counts the records of one epoch (or takes
-  `records_per_epoch`), jumps to epoch N * B // epoch_size and skips the rest of the way on
-  serialized records (no JPEG decoding; at most one epoch of reading).
+  Determinism and resume: the stream is a pure function of `seed`; element n of the stream
+  (counting across epochs) is augmented with stateless seeds derived from (seed, n). So batch
+  `step` is elements [step * B, (step + 1) * B), and `start_step=N` yields exactly batches
+  N, N+1, ... of the `start_step=0` stream.
+  Shard files (`record_stream.py`): epoch e reads the files in an order drawn from (seed, e),
+  `cycle_length` files at a time round-robin, and orders each window of `shuffle_buffer`
+  consecutive records by (seed, e, window). The position of element N * B (epoch, group of
+  files, record of each file, window) is computed from the record counts, so a resumed
+  stream opens only the files from that group on and skips records by their headers: no
+  re-reading of what earlier steps consumed.
+  A tf.data source (or `cache=True`): epoch e shuffles the file order and a `shuffle_buffer`
+  buffer with seed (seed, e); a resume counts one epoch of this process (or derives it from
+  `records_per_epoch`, the videos of all processes), jumps to the epoch and skips the rest
+  of the way on serialized records (no JPEG decoding; at most one epoch of reading).
 
 TensorFlow is imported lazily; GPUs are hidden from it once (`hide_gpus_from_tf`).
 """
@@ -37,6 +44,7 @@ from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from corp_jax.data import record_stream
 from corp_jax.data import records
 from corp_jax.data import sampling
 from corp_jax.data.augment_tf import AugmentConfig
@@ -140,6 +148,7 @@ class VideoSource:
       self.from_files = True
       self.files, file_ids, self.num_files = resolve_shard_files(
           source, process_index, process_count)
+      self.file_ids = file_ids
       self._file_ds = tf.data.Dataset.from_tensor_slices(
           (tf.constant(file_ids, tf.int64), tf.constant(self.files)))
       self._base = self._interleave(self._file_ds).cache() if cache else None
@@ -292,9 +301,37 @@ def build_train_dataset(source: SourceType, *, batch_size_per_process: int, num_
                        cache=cache)
 
   start_element = int(start_step) * int(batch_size_per_process)
+  if videos.from_files and not cache:
+    stream = record_stream.epoch_stream(
+        videos.files, videos.file_ids, videos.num_files, seed=seed,
+        cycle_length=cycle_length, window=int(shuffle_buffer), start=start_element)
+  else:
+    stream = _buffer_shuffled_stream(videos, seed, int(shuffle_buffer), start_element,
+                                     records_per_epoch, process_index, process_count)
+  indexed = tf.data.Dataset.zip(
+      (tf.data.Dataset.range(start_element, np.iinfo(np.int64).max), stream))
+  map_fn = _train_map_fn(seed=seed, num_clips=num_clips, clip_len=clip_len, stride=stride,
+                         crop_size=crop_size, max_tries=max_tries, label_key=label_key,
+                         augment=augment, accel_aug=accel_aug)
+  ds = indexed.map(no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
+                   deterministic=True)
+  ds = ds.batch(batch_size_per_process, drop_remainder=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  return apply_threading_options(ds, num_threads)
+
+
+def _buffer_shuffled_stream(videos: VideoSource, seed: int, shuffle_buffer: int,
+                            start_element: int, records_per_epoch: Optional[int],
+                            process_index: int, process_count: int):
+  """A tf.data source's (or cached records') stream: shuffle buffer, resume by skipping."""
+  tf = _tf()
   first_epoch, skip = 0, start_element
   if start_element:
-    epoch_size = records_per_epoch if records_per_epoch is not None else videos.count()
+    if records_per_epoch is not None and not videos.from_files:
+      # `shard(process_count, process_index)` gives this process every P-th video.
+      epoch_size = len(range(process_index, int(records_per_epoch), process_count))
+    else:
+      epoch_size = videos.count()
     if epoch_size < 1:
       raise ValueError(f"make_train_dataset: no videos in {videos.description}")
     first_epoch, skip = divmod(start_element, int(epoch_size))
@@ -306,17 +343,7 @@ def build_train_dataset(source: SourceType, *, batch_size_per_process: int, num_
 
   stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(
       no_autograph(one_epoch))
-  stream = stream.skip(skip)
-  indexed = tf.data.Dataset.zip(
-      (tf.data.Dataset.range(start_element, np.iinfo(np.int64).max), stream))
-  map_fn = _train_map_fn(seed=seed, num_clips=num_clips, clip_len=clip_len, stride=stride,
-                         crop_size=crop_size, max_tries=max_tries, label_key=label_key,
-                         augment=augment, accel_aug=accel_aug)
-  ds = indexed.map(no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
-                   deterministic=True)
-  ds = ds.batch(batch_size_per_process, drop_remainder=True)
-  ds = ds.prefetch(tf.data.AUTOTUNE)
-  return apply_threading_options(ds, num_threads)
+  return stream.skip(skip)
 
 
 def make_train_dataset(source: SourceType, **kwargs) -> Iterator[dict]:

@@ -3,7 +3,8 @@
 Builds mesh, model, optimizer and input stream from the config; resumes from the latest
 checkpoint in the workdir (exactly: the input stream restarts at the restored step); runs
 the jitted step; logs; saves checkpoints; stops with an error naming the step when the loss
-becomes non-finite, never saving non-finite state; on SIGTERM saves and exits cleanly.
+becomes non-finite, never saving non-finite state; on SIGTERM (to any process) every
+process saves the same step and exits cleanly (train/preemption.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 
 import jax
 import numpy as np
@@ -22,32 +22,10 @@ from corp_jax.train import mesh as mesh_lib
 from corp_jax.train import model as model_lib
 from corp_jax.train import objectives as objectives_lib
 from corp_jax.train import optim as optim_lib
+from corp_jax.train import preemption as preemption_lib
 from corp_jax.train import reporting
 from corp_jax.train import state as state_lib
 from corp_jax.train import step as step_lib
-
-
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks between steps."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: no handler, no preemption support
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-    return False
 
 
 def resolve_total_steps(config, num_videos: int | None) -> int:
@@ -139,16 +117,17 @@ def pretrain(config, workdir: str):
   preempted = False
   step = start_step
   reporter.start(step)
-  with _Preemption() as preemption:
+  with preemption_lib.PreemptionGuard() as preemption:
+    preemption.start(step)
     while step < total_steps:
       batch = mesh_lib.to_global(next(train_inputs.iterator), mesh)
       state, metrics = train_step(state, batch, step_rng)
       step += 1
       pending.append((step, metrics))
       is_last = step == total_steps
-      # Read the flag once: a SIGTERM arriving later in this iteration is handled at the
-      # next step, never between deciding to stop and deciding to save.
-      stop = preemption.requested
+      # Asked once per step, on every process: a SIGTERM arriving later in this iteration is
+      # handled at a later step, never between deciding to stop and deciding to save.
+      stop = preemption.should_stop(step)
       should_save = is_last or step % config.train.checkpoint_every == 0 or stop
       if is_last or should_save or step % config.train.log_every == 0:
         pending = jax.device_get(pending)
