@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from corp_jax.train import checkpoint as ckpt_lib
 from tests.preemption_worker import TOTAL_STEPS
@@ -33,6 +34,7 @@ def _run_pair(phase, root, timeout=300):
     assert p.returncode == 0, f"process {i} of {phase!r} exited {p.returncode}:\n{out[-3000:]}"
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   _run_pair("run", tmp_path)
   runs = [np.load(tmp_path / f"run_p{i}.npz") for i in range(2)]
