@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 import jax
 import numpy as np
 
+from corp_jax import io_paths
 from corp_jax.evaluate import features as features_lib
 from corp_jax.evaluate import finetune as finetune_lib
 from corp_jax.evaluate import linear as linear_lib
@@ -66,9 +67,9 @@ def _embedded_family(metadata: dict, label_key: str) -> str:
 def _shard_metadata(pattern: str) -> dict | None:
   """NAME.metadata.json beside shards 'DIR/NAME-*' (data_prep writes it), if present."""
   from corp_jax.data import records  # pylint: disable=g-import-not-at-top
-  name = os.path.basename(pattern).split("-")[0].rstrip("*?")
+  name = io_paths.basename(pattern).split("-")[0].rstrip("*?")
   try:
-    return records.read_metadata(os.path.dirname(pattern), name)
+    return records.read_metadata(io_paths.dirname(pattern), name)
   except FileNotFoundError:
     return None
 
@@ -203,16 +204,14 @@ class _Log:
   """Progress lines on stdout and WORKDIR/train_log.jsonl."""
 
   def __init__(self, workdir: str, job: str):
-    os.makedirs(workdir, exist_ok=True)
-    self._path = os.path.join(workdir, "train_log.jsonl")
+    self._path = io_paths.join(workdir, "train_log.jsonl")
     self._job = job
-    open(self._path, "w").close()
+    io_paths.write_text(self._path, "")
 
   def __call__(self, step: int, scalars: dict) -> None:
     print(f"{self._job} step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()),
           flush=True)
-    with open(self._path, "a") as f:
-      f.write(json.dumps({"step": step, **scalars}) + "\n")
+    io_paths.append_text(self._path, json.dumps({"step": step, **scalars}) + "\n")
 
 
 def _validate(config) -> None:
@@ -326,8 +325,7 @@ def run(config, workdir: str) -> dict:
   print(f"{config.job} of {config.pretrain_workdir} (step {backbone.step}): top-1 "
         f"{100 * summary['top1']:.1f}%, top-5 {100 * summary['top5']:.1f}% on "
         f"{len(test_ids)} test videos; reports in {workdir}", flush=True)
-  with open(paths["results_json"]) as f:
-    results = json.load(f)
+  results = json.loads(io_paths.read_text(paths["results_json"]))
   results["report_files"] = paths
   return results
 
