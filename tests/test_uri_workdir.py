@@ -27,7 +27,7 @@ def _local_files(root) -> set:
   return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
 
 
-def test_pretrain_and_linear_eval_in_a_gcs_workdir(gcs_bucket, tmp_path, monkeypatch):
+def test_pretrain_and_linear_eval_in_a_gcs_workdir(gcs_bucket, tmp_path, monkeypatch, capsys):
   run_dir = tmp_path / "cwd"
   run_dir.mkdir()
   monkeypatch.chdir(run_dir)
@@ -61,3 +61,15 @@ def test_pretrain_and_linear_eval_in_a_gcs_workdir(gcs_bucket, tmp_path, monkeyp
   # Nothing was written on local disk (the input cache and XLA's are elsewhere).
   assert _local_files(run_dir) == set(), _local_files(run_dir)
   assert not os.path.exists(os.path.join(ROOT, "gs:"))
+
+  # The evaluation stopped after some test files: rerun, the cached features are reused.
+  views = sorted(o for o in objects if o.startswith("runs/corp_f/linear/features/test/"))
+  assert len(views) >= 2, views
+  io_paths.remove(f"{gcs_bucket}/{views[0]}")
+  capsys.readouterr()
+  again = jobs.run(_linear_eval_config(pretrain_workdir=workdir), eval_dir)
+  printed = capsys.readouterr().out
+  assert f"{len(views) - 1} of {len(views)} file(s)" in printed, printed
+  assert "training-view features read from the cache" in printed, printed
+  assert again["top1"] == results["top1"] and again["top5"] == results["top5"]
+  assert again["confusion_matrix"] == results["confusion_matrix"]
