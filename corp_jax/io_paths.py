@@ -4,8 +4,8 @@ Contract:
   A *path* is a local path (`runs/x`, `/ckpt/x`) or a URI (`gs://bucket/runs/x`, any
   scheme `etils.epath` serves). `resolve(path)` makes a local path absolute and returns a URI
   unchanged (never `os.path.abspath` a URI: that makes a local folder named `gs:`).
-  `join(base, *names)`, `exists`, `isdir`, `makedirs`, `listdir`, `remove`, `read_text`,
-  `read_bytes`, `write_text`, `write_bytes` work on both. Writes are atomic: a reader sees
+  `join(base, *names)`, `exists`, `isdir`, `makedirs`, `listdir`, `remove`, `rename`,
+  `read_text`, `read_bytes`, `write_text`, `write_bytes` work on both. Writes are atomic: a reader sees
   the old file or the new one, never a part (local: a temporary file renamed over the
   target; object stores: one upload, which is atomic there).
   `append_text(path, text)` appends (local: in place; object stores, which cannot append:
@@ -105,6 +105,35 @@ def remove(path) -> None:
   p = as_path(path)
   if p.exists():
     p.unlink()
+
+
+def rename(path, target) -> None:
+  """Moves a file or a directory (object stores: copies, then deletes the original; not
+  atomic there). An existing target is an error."""
+  if exists(target):
+    raise FileExistsError(f"cannot move {path} to {target}: the target exists")
+  source = as_path(path)
+  if not is_uri(os.fspath(path)):
+    source.rename(as_path(target))
+    return
+  # Object by object (copy, then delete): every object store's client can copy, while a
+  # server-side "move" is not offered everywhere (clients retry for minutes before falling
+  # back when it is missing).
+  if not source.is_dir():
+    source.copy(as_path(target))
+    source.unlink()
+    return
+  _copy_tree(source, as_path(target))
+  source.rmtree()
+
+
+def _copy_tree(source: epath.Path, target: epath.Path) -> None:
+  target.mkdir(parents=True, exist_ok=True)
+  for child in source.iterdir():
+    if child.is_dir():
+      _copy_tree(child, target / child.name)
+    else:
+      child.copy(target / child.name)
 
 
 def read_bytes(path) -> bytes:

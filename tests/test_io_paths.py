@@ -36,6 +36,13 @@ def _exercise(root):
   io_paths.remove(path)  # a missing file is not an error
   assert io_paths.listdir(io_paths.join(root, "a")) == ["c.jsonl"]
   assert io_paths.listdir(io_paths.join(root, "missing")) == []
+  # A directory moves aside whole (how a damaged checkpoint step is set aside).
+  io_paths.write_text(io_paths.join(root, "ckpt", "7", "data"), "d")
+  io_paths.rename(io_paths.join(root, "ckpt", "7"), io_paths.join(root, "ckpt", "corrupt-7"))
+  assert io_paths.listdir(io_paths.join(root, "ckpt")) == ["corrupt-7"]
+  assert io_paths.read_text(io_paths.join(root, "ckpt", "corrupt-7", "data")) == "d"
+  with pytest.raises(FileExistsError):
+    io_paths.rename(io_paths.join(root, "a", "c.jsonl"), io_paths.join(root, "ckpt", "corrupt-7"))
 
 
 def test_local_files(tmp_path):
