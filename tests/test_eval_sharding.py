@@ -50,6 +50,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_return_the_one_process_result(test_files, tmp_path):
   single = extract(test_files, None)
   assert len(single["label"]) == 8 and single["outputs"].shape == (8, 2, 6)

@@ -39,6 +39,7 @@ class _Crash(Exception):
   pass
 
 
+@pytest.mark.slow
 def test_crash_after_a_log_row_then_resume_logs_each_step_once(tmp_path, monkeypatch):
   workdir = str(tmp_path / "run")
   config = tiny_config("corp_f", steps=4, train__checkpoint_every=2, train__log_every=1)

@@ -6,11 +6,15 @@ import importlib.util
 import json
 import os
 
+import pytest
+
 from corp_jax import io_paths
 from corp_jax import jobs
 from corp_jax.train import checkpoint as ckpt_lib
 from tests.gcs_emulator import gcs_bucket, list_objects  # pylint: disable=unused-import
 from tests.train_helpers import apply_overrides, tiny_config
+
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
