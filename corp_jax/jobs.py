@@ -15,10 +15,10 @@ def run(config, workdir: str):
     _print_pretrain_summary(summary)
     if (config.get("eval_after_pretrain", False) and config.data.source == "embedded"
         and not summary["preempted"]):
-      import os  # pylint: disable=g-import-not-at-top
+      from corp_jax import io_paths  # pylint: disable=g-import-not-at-top
       from corp_jax.evaluate import demo  # pylint: disable=g-import-not-at-top
       summary["linear_eval"] = demo.run_embedded_linear_eval(
-          summary["workdir"], os.path.join(summary["workdir"], "linear_eval_embedded"))
+          summary["workdir"], io_paths.join(summary["workdir"], "linear_eval_embedded"))
     return summary
   if job in ("linear_eval", "finetune"):
     from corp_jax.evaluate import job as eval_job  # pylint: disable=g-import-not-at-top

@@ -100,10 +100,10 @@ def write_metadata(directory: str, name: str, metadata: Mapping) -> str:
 
 
 def read_metadata(directory: str, name: str) -> dict:
-  path = metadata_path(directory, name)
-  if not os.path.exists(path):
+  from corp_jax import io_paths  # pylint: disable=g-import-not-at-top
+  path = io_paths.join(directory, f"{name}.metadata.json")
+  if not io_paths.exists(path):
     raise FileNotFoundError(
         f"no metadata file {path}; write shards with data_prep.videos_to_tfrecords or "
         "pass the shard pattern directly")
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(io_paths.read_text(path))

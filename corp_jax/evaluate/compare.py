@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
-import os
 from typing import Sequence
 
+from corp_jax import io_paths
 from corp_jax.evaluate import reports
 
 SORT_KEYS = ("index", "name", "spread")
 
 
 def _default_names(run_dirs: Sequence[str]) -> list[str]:
-  names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+  names = [io_paths.basename(d) for d in run_dirs]
   if len(set(names)) < len(names):  # e.g. several .../linear_eval: add the parent directory
-    names = [os.path.join(*os.path.normpath(d).split(os.sep)[-2:]) for d in run_dirs]
+    names = [f"{io_paths.basename(io_paths.dirname(d.rstrip('/')))}/{n}"
+             for d, n in zip(run_dirs, names)]
   return names
 
 
@@ -40,10 +42,8 @@ def compare_runs(run_dirs: Sequence[str], names: Sequence[str] | None = None) ->
     raise ValueError(f"{len(names)} names for {len(run_dirs)} runs")
   tables, overall = [], []
   for run_dir in run_dirs:
-    tables.append(reports.read_per_class_csv(os.path.join(run_dir, "per_class.csv")))
-    results_path = os.path.join(run_dir, "results.json")
-    with open(results_path) as f:
-      results = json.load(f)
+    tables.append(reports.read_per_class_csv(io_paths.join(run_dir, "per_class.csv")))
+    results = json.loads(io_paths.read_text(io_paths.join(run_dir, "results.json")))
     overall.append({"top1": results.get("top1"), "top5": results.get("top5")})
   reference = [(r["class_index"], r["class_name"]) for r in tables[0]]
   for run_dir, table in zip(run_dirs[1:], tables[1:]):
@@ -81,24 +81,22 @@ def write_comparison(run_dirs: Sequence[str], out_dir: str, names: Sequence[str]
   """Writes comparison.csv and comparison.md into out_dir; returns {name: path}."""
   table = compare_runs(run_dirs, names)
   rows = sort_rows(table["rows"], sort)
-  os.makedirs(out_dir, exist_ok=True)
-  csv_path = os.path.join(out_dir, "comparison.csv")
-  with open(csv_path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["class_index", "class_name", "num_videos", *table["names"], "spread"])
-    for r in rows:
-      writer.writerow([r["class_index"], r["class_name"], r["num_videos"],
-                       *("" if math.isnan(a) else f"{a:.6f}" for a in r["accuracies"]),
-                       "" if math.isnan(r["spread"]) else f"{r['spread']:.6f}"])
+  csv_text = io.StringIO(newline="")
+  writer = csv.writer(csv_text)
+  writer.writerow(["class_index", "class_name", "num_videos", *table["names"], "spread"])
+  for r in rows:
+    writer.writerow([r["class_index"], r["class_name"], r["num_videos"],
+                     *("" if math.isnan(a) else f"{a:.6f}" for a in r["accuracies"]),
+                     "" if math.isnan(r["spread"]) else f"{r['spread']:.6f}"])
+  csv_path = io_paths.write_text(io_paths.join(out_dir, "comparison.csv"), csv_text.getvalue())
   header = ("Category", *table["names"])
   md_rows = [("**top-1 (all classes)**", *(_pct(o["top1"]) for o in table["overall"])),
              ("**top-5 (all classes)**", *(_pct(o["top5"]) for o in table["overall"]))]
   md_rows += [(r["class_name"], *(_pct(a) for a in r["accuracies"])) for r in rows]
-  md_path = os.path.join(out_dir, "comparison.md")
-  with open(md_path, "w") as f:
-    f.write("# Per-class accuracy (%)\n\n" + "\n".join(
-        f"- {n}: `{os.path.abspath(d)}`" for n, d in zip(table["names"], run_dirs)) + "\n\n")
-    f.write(reports.markdown_table(header, md_rows))
+  md_path = io_paths.write_text(
+      io_paths.join(out_dir, "comparison.md"), "# Per-class accuracy (%)\n\n" + "\n".join(
+          f"- {n}: `{io_paths.resolve(d)}`" for n, d in zip(table["names"], run_dirs))
+      + "\n\n" + reports.markdown_table(header, md_rows))
   return {"csv": csv_path, "markdown": md_path}
 
 
@@ -110,8 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--sort", default="index", choices=SORT_KEYS)
   args = parser.parse_args(argv)
   paths = write_comparison(args.run_dirs, args.out, args.names, args.sort)
-  with open(paths["markdown"]) as f:
-    print(f.read())
+  print(io_paths.read_text(paths["markdown"]))
   print(f"wrote {paths['csv']} and {paths['markdown']}")
 
 

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import ml_collections
 
+from corp_jax import io_paths
 from corp_jax.evaluate import features as features_lib
 from corp_jax.evaluate import job as job_lib
 from corp_jax.evaluate import reports
@@ -129,7 +130,7 @@ def run_embedded_linear_eval(pretrain_workdir: str, out_dir: str,
           summary["confusion"], metadata["reversal_pairs"], names)
     with config.unlocked():
       config.label_key = key
-    reports.write_report(os.path.join(out_dir, family), summary=summary, class_names=names,
+    reports.write_report(io_paths.join(out_dir, family), summary=summary, class_names=names,
                          config=config, backbone_step=backbone.step,
                          pretrain_workdir=pretrain_workdir,
                          extra={k: v for k, v in entry.items() if k == "reversal_confusion"})
@@ -141,9 +142,8 @@ def run_embedded_linear_eval(pretrain_workdir: str, out_dir: str,
                        "test_videos": int(len(test["label"])),
                        "views_per_test_video": num_clips * num_crops}
   results["backbone_step"] = backbone.step
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "demo_summary.json"), "w") as f:
-    json.dump(reports.jsonable(results), f, indent=2)
+  io_paths.write_text(io_paths.join(out_dir, "demo_summary.json"),
+                      json.dumps(reports.jsonable(results), indent=2))
   if verbose:
     _print_table(results, list(label_families))
     print(f"  timing: {results['timing']}; reports in {out_dir}/<family>/", flush=True)

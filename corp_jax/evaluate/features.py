@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from corp_jax import io_paths
 from corp_jax.models import ResNet3D
 from corp_jax.train import checkpoint as ckpt_lib
 from corp_jax.train import mesh as mesh_lib
@@ -41,15 +42,14 @@ def load_pretrain_config(workdir: str) -> ml_collections.ConfigDict:
   if not workdir:
     raise ValueError("config.pretrain_workdir is required: the directory of a pretraining run "
                      "(it holds config.json and checkpoints/)")
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = io_paths.join(workdir, "config.json")
+  if not io_paths.exists(path):
     raise FileNotFoundError(f"{path} not found: config.pretrain_workdir={workdir!r} is not a "
                             "pretraining workdir (run python -m corp_jax.main first)")
-  with open(path) as f:
-    try:
-      raw = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path} is not valid JSON: {e}") from e
+  try:
+    raw = json.loads(io_paths.read_text(path))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path} is not valid JSON: {e}") from e
   for key in ("model", "data"):
     if key not in raw:
       raise ValueError(f"{path} has no {key!r} section; keys: {sorted(raw)}")

@@ -11,7 +11,15 @@ Contract (configs/linear_eval.py, configs/finetune.py):
   3. Test: `eval.num_clips` x `eval.num_crops` views per test video, softmax averaged.
   4. Write the reports (`reports.write_report`) into `workdir`; return the results dict.
 TensorFlow (via corp_jax.data) is imported only inside the functions that build datasets.
-Evaluation runs in one process (any number of local devices).
+`workdir` may be a URI (gs://...): every file goes through `corp_jax.io_paths`.
+
+Test-view features of the linear evaluation (both paths) come from
+`sharded_views.extract_view_features`: cached per test file in WORKDIR/features/test, so a
+restarted job continues where it stopped, and sharded over processes. The cached path's
+training features are cached too (WORKDIR/features/train.npz). Linear evaluation with
+`cached_features` runs in any number of processes (test files split over them, results
+gathered, every process the same classifier; process 0 writes the reports); the streaming
+linear path and fine-tuning run in one process (any number of local devices).
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ from typing import Callable, Iterator
 import jax
 import numpy as np
 
+from corp_jax import io_paths
 from corp_jax.evaluate import features as features_lib
 from corp_jax.evaluate import finetune as finetune_lib
 from corp_jax.evaluate import linear as linear_lib
 from corp_jax.evaluate import reports
+from corp_jax.evaluate import sharded_views
 from corp_jax.evaluate import subsets
 from corp_jax.evaluate import views
 from corp_jax.train import mesh as mesh_lib
@@ -66,9 +76,9 @@ def _embedded_family(metadata: dict, label_key: str) -> str:
 def _shard_metadata(pattern: str) -> dict | None:
   """NAME.metadata.json beside shards 'DIR/NAME-*' (data_prep writes it), if present."""
   from corp_jax.data import records  # pylint: disable=g-import-not-at-top
-  name = os.path.basename(pattern).split("-")[0].rstrip("*?")
+  name = io_paths.basename(pattern).split("-")[0].rstrip("*?")
   try:
-    return records.read_metadata(os.path.dirname(pattern), name)
+    return records.read_metadata(io_paths.dirname(pattern), name)
   except FileNotFoundError:
     return None
 
@@ -130,14 +140,15 @@ def resolve_data(config, pre) -> EvalData:
 
 
 def train_stream(config, data: EvalData, *, batch_size: int, seed: int,
-                 source=None) -> Iterator[dict]:
+                 source=None, **pipeline_kwargs) -> Iterator[dict]:
   """Augmented training views (no colour jitter, no blur): clips [B, 1, T, S, S, 3]."""
   from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   return pipeline.make_linear_train_dataset(
       data.train_source if source is None else source, clip_len=data.clip_len,
       augment=data.augment,
       batch_size_per_process=batch_size, stride=data.stride, crop_size=data.crop_size,
-      seed=seed, shuffle_buffer=config.data.shuffle_buffer, label_key=config.label_key)
+      seed=seed, shuffle_buffer=config.data.shuffle_buffer, label_key=config.label_key,
+      **pipeline_kwargs)
 
 
 def eval_stream(config, data: EvalData) -> Iterator[dict]:
@@ -203,16 +214,17 @@ class _Log:
   """Progress lines on stdout and WORKDIR/train_log.jsonl."""
 
   def __init__(self, workdir: str, job: str):
-    os.makedirs(workdir, exist_ok=True)
-    self._path = os.path.join(workdir, "train_log.jsonl")
+    self._path = io_paths.join(workdir, "train_log.jsonl")
     self._job = job
-    open(self._path, "w").close()
+    self._writer = jax.process_index() == 0
+    if self._writer:
+      io_paths.write_text(self._path, "")
 
   def __call__(self, step: int, scalars: dict) -> None:
     print(f"{self._job} step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()),
           flush=True)
-    with open(self._path, "a") as f:
-      f.write(json.dumps({"step": step, **scalars}) + "\n")
+    if self._writer:
+      io_paths.append_text(self._path, json.dumps({"step": step, **scalars}) + "\n")
 
 
 def _validate(config) -> None:
@@ -221,9 +233,10 @@ def _validate(config) -> None:
   if config.job == "finetune" and config.cached_features:
     raise ValueError("config.cached_features=True is impossible for finetune: the backbone "
                      "trains, so its features change every step")
-  if jax.process_count() > 1:
-    raise ValueError("evaluation jobs run in a single process (any number of local devices); "
-                     f"got {jax.process_count()} processes")
+  if jax.process_count() > 1 and not (config.job == "linear_eval" and config.cached_features):
+    raise ValueError("in several processes only linear_eval with config.cached_features=True "
+                     "runs (fine-tuning and the streaming linear path run in one process, any "
+                     f"number of local devices); got {jax.process_count()} processes")
   if config.pretrain_step < 0:
     raise ValueError(f"config.pretrain_step must be >= 0 (0 = latest), got "
                      f"{config.pretrain_step}")
@@ -266,7 +279,9 @@ def run(config, workdir: str) -> dict:
     num_videos = len(subsets.read_labels(data.train_source, [config.label_key])["video_id"])
   batch = device_batch(config.optim.batch_size, num_videos, mesh)
   stats_batches = max(1, math.ceil(num_videos / batch))
-  feature_fn = features_lib.backbone_features(backbone, config.eval.feature_chunk, mesh)
+  # Per-process devices: in several processes each extracts features of its own videos.
+  feature_fn = features_lib.backbone_features(backbone, config.eval.feature_chunk,
+                                              sharded_views.local_mesh())
   extra = {"label_key": config.label_key, "num_train_videos": int(num_videos),
            "train_batch_size": batch, "subset": subset_info,
            "num_views": config.eval.num_clips * config.eval.num_crops,
@@ -274,11 +289,9 @@ def run(config, workdir: str) -> dict:
                     "crop_size": data.crop_size}}
 
   if config.job == "linear_eval" and config.cached_features:
-    passes = max(1, int(config.cache.train_passes))
-    train = extract_train_features(
-        train_stream(config, data, batch_size=batch, seed=config.seed, source=source),
-        feature_fn, max(1, math.ceil(passes * num_videos / batch)))
-    test = map_views(eval_stream(config, data), feature_fn)
+    train = cached_train_features(config, data, backbone, workdir, feature_fn, source=source,
+                                  batch=batch, num_videos=num_videos)
+    test = test_view_features(config, data, backbone, workdir, feature_fn)
     scored = fit_and_score(train["features"], train["label"], test["outputs"], test["label"],
                            data.num_classes, config.optim, seed=config.seed)
     log(len(scored["epoch_losses"]), {"loss": float(scored["epoch_losses"][-1])})
@@ -302,15 +315,13 @@ def run(config, workdir: str) -> dict:
                           momentum=config.optim.momentum, mesh=mesh)
     losses = trainer.train(stream, log_fn=log, log_every=config.log_every)
     if config.job == "linear_eval":
-      classifier = trainer.classifier()
-      logits_fn = features_lib.ChunkedApply(
-          lambda v, x: linear_lib.classifier_logits(v[1], features_lib.zscore(
-              backbone.module.apply(v[0], x, train=False), *v[2])),
-          (backbone.variables, classifier, (mean, std)), config.eval.feature_chunk, mesh)
+      classifier = jax.tree_util.tree_map(np.asarray, trainer.classifier())
+      test = test_view_features(config, data, backbone, workdir, feature_fn)
+      probs = views.average_view_probabilities(np.asarray(linear_lib.classifier_logits(
+          classifier, features_lib.zscore(test["outputs"], mean, std))))
     else:
-      logits_fn = trainer.logits_fn(config.eval.feature_chunk)
-    test = map_views(eval_stream(config, data), logits_fn)
-    probs = views.average_view_probabilities(test["outputs"])
+      test = map_views(eval_stream(config, data), trainer.logits_fn(config.eval.feature_chunk))
+      probs = views.average_view_probabilities(test["outputs"])
     summary = views.classification_summary(probs, test["label"], data.num_classes)
     test_ids = test["video_id"]
     extra.update(train_steps=steps, final_train_loss=losses[-1])
@@ -320,16 +331,63 @@ def run(config, workdir: str) -> dict:
         summary["confusion"], data.reversal_pairs, data.class_names)
   extra["test_video_ids"] = test_ids
   extra["wall_seconds"] = round(time.time() - started, 2)
+  if jax.process_index() != 0:  # the same results in every process; one writes them
+    return {"top1": summary["top1"], "top5": summary["top5"], "backbone_step": backbone.step}
   paths = reports.write_report(workdir, summary=summary, class_names=data.class_names,
                                config=config, backbone_step=backbone.step,
                                pretrain_workdir=config.pretrain_workdir, extra=extra)
   print(f"{config.job} of {config.pretrain_workdir} (step {backbone.step}): top-1 "
         f"{100 * summary['top1']:.1f}%, top-5 {100 * summary['top5']:.1f}% on "
         f"{len(test_ids)} test videos; reports in {workdir}", flush=True)
-  with open(paths["results_json"]) as f:
-    results = json.load(f)
+  results = json.loads(io_paths.read_text(paths["results_json"]))
   results["report_files"] = paths
   return results
+
+
+def _cache_key(config, data: EvalData, backbone, **more) -> str:
+  """Everything cached features depend on, as one string (see sharded_views)."""
+  return json.dumps(reports.jsonable({
+      "pretrain_workdir": io_paths.resolve(config.pretrain_workdir),
+      "backbone_step": backbone.step, "label_key": config.label_key,
+      "clip": [data.clip_len, data.stride, data.crop_size], **more}), sort_keys=True)
+
+
+def test_view_features(config, data: EvalData, backbone, workdir: str, feature_fn) -> dict:
+  """Backbone features of every test view, [N, V, F], sharded and cached per test file."""
+  return sharded_views.extract_view_features(
+      data.eval_source, feature_fn, cache_dir=io_paths.join(workdir, "features", "test"),
+      cache_key=_cache_key(config, data, backbone, eval_source=data.eval_source,
+                           views=[config.eval.num_clips, config.eval.num_crops]),
+      batch_size=config.eval.batch_size, num_clips=config.eval.num_clips,
+      num_crops=config.eval.num_crops, clip_len=data.clip_len, stride=data.stride,
+      crop_size=data.crop_size, label_key=config.label_key)
+
+
+def cached_train_features(config, data: EvalData, backbone, workdir: str, feature_fn, *,
+                          source, batch: int, num_videos: int) -> dict:
+  """The cached path's training-view features (WORKDIR/features/train.npz when cached).
+
+  Every process reads the whole training stream (the stream of one process), so all of
+  them train the same classifier; process 0 writes the cache.
+  """
+  passes = max(1, int(config.cache.train_passes))
+  path = io_paths.join(workdir, "features", "train.npz")
+  key = _cache_key(config, data, backbone, train_source=data.train_source, passes=passes,
+                   batch=batch, seed=config.seed, num_videos=num_videos,
+                   subset=[config.subset_fraction, config.subset_seed],
+                   augment=str(data.augment))
+  keys = ("features", "label", "video_id")
+  cached = sharded_views.read_npz(path, key, keys)
+  if cached is not None:
+    print(f"training-view features read from the cache {path}", flush=True)
+    return cached
+  train = extract_train_features(
+      train_stream(config, data, batch_size=batch, seed=config.seed, source=source,
+                   process_index=0, process_count=1),
+      feature_fn, max(1, math.ceil(passes * num_videos / batch)))
+  if jax.process_index() == 0:
+    sharded_views.write_npz(path, train, key)
+  return train
 
 
 def fit_and_score(train_features: np.ndarray, train_labels: np.ndarray,

@@ -14,11 +14,13 @@ Contract:
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from typing import Sequence
 
 import numpy as np
+
+from corp_jax import io_paths
 
 # (title, metric keys in order of preference). CORP_m logs total_acc and pair_acc; CORP_f's
 # relation head only sees same-video pairs, so its pair accuracy is its order accuracy.
@@ -35,10 +37,11 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  # Rendered in memory, then written through the file layer (the path may be a URI).
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
   _pyplot().close(fig)
-  return path
+  return io_paths.write_bytes(path, buffer.getvalue())
 
 
 def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], path: str,
@@ -87,17 +90,16 @@ def plot_per_class_accuracy(accuracy: np.ndarray, class_names: Sequence[str], pa
 
 
 def read_metrics_jsonl(path: str) -> list[dict]:
-  if not os.path.exists(path):
+  if not io_paths.exists(path):
     raise FileNotFoundError(f"no pretraining metrics log at {path}")
   rows = []
-  with open(path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{number} is not valid JSON: {e}") from e
+  for number, line in enumerate(io_paths.read_text(path).splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{number} is not valid JSON: {e}") from e
   if not rows:
     raise ValueError(f"{path} has no logged steps")
   return rows

@@ -17,13 +17,14 @@ and returns {name: path}. `read_per_class_csv(path) -> list[dict]` reads per_cla
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 from typing import Sequence
 
 import numpy as np
 
+from corp_jax import io_paths
 from corp_jax.evaluate import plots
 
 CSV_FIELDS = ("class_index", "class_name", "num_videos", "accuracy")
@@ -37,19 +38,19 @@ def per_class_rows(summary: dict, class_names: Sequence[str]) -> list[dict]:
 
 
 def write_per_class_csv(path: str, rows: list[dict]) -> str:
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    for row in rows:
-      accuracy = row["accuracy"]
-      writer.writerow(dict(row, accuracy="" if math.isnan(accuracy) else f"{accuracy:.6f}"))
-  return path
+  f = io.StringIO(newline="")
+  writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+  writer.writeheader()
+  for row in rows:
+    accuracy = row["accuracy"]
+    writer.writerow(dict(row, accuracy="" if math.isnan(accuracy) else f"{accuracy:.6f}"))
+  return io_paths.write_text(path, f.getvalue())
 
 
 def read_per_class_csv(path: str) -> list[dict]:
-  if not os.path.exists(path):
+  if not io_paths.exists(path):
     raise FileNotFoundError(f"no per-class table at {path}: is this an evaluation workdir?")
-  with open(path, newline="") as f:
+  with io.StringIO(io_paths.read_text(path), newline="") as f:
     reader = csv.DictReader(f)
     missing = set(CSV_FIELDS) - set(reader.fieldnames or ())
     if missing:
@@ -76,10 +77,9 @@ def write_per_class_markdown(path: str, rows: list[dict], *, title: str, top1: f
   table = markdown_table(("Class", "Videos", "Top-1 (%)"),
                          [(r["class_name"], r["num_videos"], _percent(r["accuracy"]))
                           for r in rows])
-  with open(path, "w") as f:
-    f.write(f"# {title}\n\nTop-1 {_percent(top1)}%, top-5 {_percent(top5)}% "
-            f"over {sum(r['num_videos'] for r in rows)} test videos.\n\n{table}")
-  return path
+  return io_paths.write_text(
+      path, f"# {title}\n\nTop-1 {_percent(top1)}%, top-5 {_percent(top5)}% "
+      f"over {sum(r['num_videos'] for r in rows)} test videos.\n\n{table}")
 
 
 def jsonable(value):
@@ -99,26 +99,26 @@ def jsonable(value):
 def write_report(workdir: str, *, summary: dict, class_names: Sequence[str], config,
                  backbone_step: int, pretrain_workdir: str, extra: dict | None = None) -> dict:
   """Writes every report file of an evaluation into `workdir`; returns {name: path}."""
-  os.makedirs(workdir, exist_ok=True)
+  io_paths.makedirs(workdir)
   rows = per_class_rows(summary, class_names)
   job = config.get("job", "evaluation") if hasattr(config, "get") else "evaluation"
   title = f"{job} of {pretrain_workdir} (step {backbone_step})"
   paths = {
-      "per_class_csv": write_per_class_csv(os.path.join(workdir, "per_class.csv"), rows),
+      "per_class_csv": write_per_class_csv(io_paths.join(workdir, "per_class.csv"), rows),
       "per_class_md": write_per_class_markdown(
-          os.path.join(workdir, "per_class.md"), rows, title=title, top1=summary["top1"],
+          io_paths.join(workdir, "per_class.md"), rows, title=title, top1=summary["top1"],
           top5=summary["top5"]),
       "confusion_png": plots.plot_confusion_matrix(
-          summary["confusion"], class_names, os.path.join(workdir, "confusion_matrix.png"),
+          summary["confusion"], class_names, io_paths.join(workdir, "confusion_matrix.png"),
           title=f"{job}: top-1 {_percent(summary['top1'])}%"),
       "per_class_png": plots.plot_per_class_accuracy(
           summary["per_class_accuracy"], class_names,
-          os.path.join(workdir, "per_class_accuracy.png"), title=title),
+          io_paths.join(workdir, "per_class_accuracy.png"), title=title),
   }
-  metrics_path = os.path.join(pretrain_workdir, "metrics.jsonl")
+  metrics_path = io_paths.join(pretrain_workdir, "metrics.jsonl")
   curves_note = None
   try:
-    curves_path = os.path.join(workdir, "pretraining_curves.png")
+    curves_path = io_paths.join(workdir, "pretraining_curves.png")
     plotted = plots.plot_training_curves(metrics_path, curves_path)
     paths["pretraining_curves_png"] = curves_path
     curves_note = {"plotted": plotted}
@@ -130,7 +130,7 @@ def write_report(workdir: str, *, summary: dict, class_names: Sequence[str], con
       "top5": summary["top5"],
       "num_test_videos": int(np.asarray(summary["confusion"]).sum()),
       "backbone_step": int(backbone_step),
-      "pretrain_workdir": os.path.abspath(pretrain_workdir),
+      "pretrain_workdir": io_paths.resolve(pretrain_workdir),
       "class_names": list(class_names),
       "per_class_accuracy": {r["class_name"]: r["accuracy"] for r in rows},
       "confusion_matrix": summary["confusion"],
@@ -139,7 +139,6 @@ def write_report(workdir: str, *, summary: dict, class_names: Sequence[str], con
           config, "to_json_best_effort") else dict(config),
   }
   results.update(extra or {})
-  paths["results_json"] = os.path.join(workdir, "results.json")
-  with open(paths["results_json"], "w") as f:
-    json.dump(jsonable(results), f, indent=2)
+  paths["results_json"] = io_paths.write_text(io_paths.join(workdir, "results.json"),
+                                              json.dumps(jsonable(results), indent=2))
   return paths

@@ -23,7 +23,6 @@ write them to `--out` (JSON) when given.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from absl import app
@@ -34,6 +33,7 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
+from corp_jax import io_paths
 from corp_jax.data import pipeline
 from corp_jax.losses import corp_f as corp_f_loss_lib
 from corp_jax.losses import metrics as metrics_lib
@@ -189,9 +189,7 @@ def main(argv):
   result = run(_CONFIG.value, _MODE.value, steps=_STEPS.value, batch=_BATCH.value,
                lr=_LR.value, log_every=_LOG_EVERY.value, eval_batches=_EVAL_BATCHES.value)
   if _OUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    with open(_OUT.value, "w") as f:
-      json.dump(result, f, indent=1)
+    io_paths.write_text(io_paths.resolve(_OUT.value), json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

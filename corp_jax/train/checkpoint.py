@@ -16,9 +16,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from corp_jax import io_paths
+
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints")
+  return io_paths.join(io_paths.resolve(workdir), "checkpoints")
 
 
 def make_manager(workdir: str, *, max_to_keep: int = 3, async_save: bool = True,
@@ -72,7 +74,7 @@ def check_compatible(saved_tree, target_tree, where: str) -> None:
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state: dict) -> dict:
   """Restores `state` at `step` into the shardings/shapes of `abstract_state`."""
-  where = os.path.join(str(manager.directory), str(step))
+  where = io_paths.join(str(manager.directory), str(step))
   check_compatible(manager.item_metadata(step), abstract_state, where)
   return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
@@ -92,7 +94,7 @@ class _QuietAbsl:
 
 
 def latest_step(workdir: str) -> int | None:
-  if not os.path.isdir(checkpoint_dir(workdir)):
+  if not io_paths.isdir(checkpoint_dir(workdir)):
     return None
   with _QuietAbsl():
     manager = make_manager(workdir, read_only=True, async_save=False)
@@ -110,7 +112,7 @@ def restore_backbone(workdir: str, step: int | None = None) -> tuple[dict, dict,
   is no checkpoint, and ValueError listing the available steps when `step` is missing.
   """
   directory = checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
+  if not io_paths.isdir(directory):
     raise FileNotFoundError(f"no checkpoints in {directory}: is {workdir!r} a pretraining workdir?")
   with _QuietAbsl():
     manager = make_manager(workdir, read_only=True, async_save=False)

@@ -137,10 +137,10 @@ def _videos_from_metadata(pattern: str) -> int | None:
   """Reads num_videos from NAME.metadata.json beside shards `DIR/NAME-?????-of-?????`."""
   import json  # pylint: disable=g-import-not-at-top
   import re  # pylint: disable=g-import-not-at-top
-  match = re.match(r"(.*)-[?*0-9]{5}-of-[?*0-9]{5}$|(.*)[-_]?\*$", os.path.basename(pattern))
+  from corp_jax import io_paths  # pylint: disable=g-import-not-at-top
+  match = re.match(r"(.*)-[?*0-9]{5}-of-[?*0-9]{5}$|(.*)[-_]?\*$", io_paths.basename(pattern))
   name = (match.group(1) or match.group(2)).rstrip("-_") if match else ""
-  path = os.path.join(os.path.dirname(pattern), f"{name}.metadata.json")
-  if name and os.path.exists(path):
-    with open(path) as f:
-      return int(json.load(f).get("num_videos", 0)) or None
+  path = io_paths.join(io_paths.dirname(pattern), f"{name}.metadata.json")
+  if name and io_paths.exists(path):
+    return int(json.loads(io_paths.read_text(path)).get("num_videos", 0)) or None
   return None

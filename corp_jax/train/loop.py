@@ -16,6 +16,7 @@ import os
 import jax
 import numpy as np
 
+from corp_jax import io_paths
 from corp_jax.train import checkpoint as ckpt_lib
 from corp_jax.train import inputs as inputs_lib
 from corp_jax.train import mesh as mesh_lib
@@ -54,9 +55,8 @@ def _mean_metrics(pending: list[tuple[int, dict]]) -> dict:
 
 def save_config(config, workdir: str) -> None:
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    io_paths.write_text(io_paths.join(workdir, "config.json"),
+                        config.to_json_best_effort(indent=2))
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -66,7 +66,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 def pretrain(config, workdir: str):
   """Runs (or resumes) pretraining; returns (final TrainState, summary dict)."""
-  workdir = os.path.abspath(workdir)
+  workdir = io_paths.resolve(workdir)  # a local path or a URI such as gs://bucket/run
   objective = objectives_lib.get_objective(config.objective)
   mesh = mesh_lib.create_mesh(config.train.num_devices or None)
   split = mesh_lib.split_batch(config.optim.batch_size, mesh)
@@ -88,7 +88,8 @@ def pretrain(config, workdir: str):
   clip_shape = (config.data.clip_len, config.data.crop_size, config.data.crop_size, 3)
   state = state_lib.create_train_state(model, tx, init_rng, clip_shape, mesh)
   reporter = reporting.MetricReporter(
-      workdir, total_steps, clips_per_step=split.global_batch * config.data.num_clips)
+      workdir, total_steps, clips_per_step=split.global_batch * config.data.num_clips,
+      start_step=start_step)
   if start_step:
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
@@ -161,6 +162,5 @@ def pretrain(config, workdir: str):
       "backbone": "params['backbone'] + batch_stats['backbone'] of item 'state'",
   }
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+    io_paths.write_text(io_paths.join(workdir, "summary.json"), json.dumps(summary, indent=2))
   return state, summary

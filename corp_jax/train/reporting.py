@@ -3,17 +3,83 @@
 Only process 0 writes. `WORKDIR/metrics.jsonl` holds one JSON object per logged step
 (`step`, every metric, `clips_per_sec`); the evaluation reports plot the paper's Fig. 3
 curves from it. TensorBoard events (tensorboardX, no TensorFlow needed) go to `WORKDIR/tb`.
+The workdir may be a local path or a URI (`corp_jax.io_paths`).
+
+Resume: a run that restarts from checkpoint step S (`start_step=S`) first cuts
+metrics.jsonl back to the rows with step <= S (rewritten atomically; a torn last line from a
+crash is dropped too), so the log never holds a step twice; its TensorBoard writer starts a
+new event file with `purge_step=S + 1`, which tells TensorBoard to hide the earlier files'
+events from step S + 1 on, so the curves continue from S instead of doubling back.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 
 import jax
+
+from corp_jax import io_paths
+
+
+class _UriEventFile:
+  """An event file at a URI for tensorboardX: the bytes so far, uploaded whole through the
+  file layer at each flush (object stores cannot append; TensorBoard reads the latest)."""
+
+  def __init__(self, path: str):
+    self._path, self._buffer, self._closed = path, bytearray(), False
+
+  def write(self, data: bytes) -> None:
+    self._buffer.extend(data)
+
+  def flush(self) -> None:
+    if not self._closed:
+      io_paths.write_bytes(self._path, bytes(self._buffer))
+
+  def close(self) -> None:
+    self.flush()
+    self._closed = True  # later flushes (tensorboardX's finalizers) upload nothing
+
+
+class _UriEventFiles:
+  def open(self, path: str) -> _UriEventFile:
+    return _UriEventFile(path)
+
+  def directory_check(self, path: str) -> None:
+    io_paths.makedirs(path)
+
+
+def _tensorboard_writer(logdir: str, purge_step: int):
+  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  if io_paths.is_uri(logdir):
+    from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
+    record_writer.register_writer_factory(logdir.split("://", 1)[0], _UriEventFiles())
+  return SummaryWriter(logdir, purge_step=purge_step)
+
+
+def cut_metrics_log(path: str, last_step: int) -> int:
+  """Keeps the rows of a metrics.jsonl with step <= last_step (atomic rewrite); returns the
+  number of lines removed (rows after last_step and lines that are not a JSON row)."""
+  if not io_paths.exists(path):
+    return 0
+  kept, removed = [], 0
+  for line in io_paths.read_text(path).splitlines():
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+      keep = isinstance(row, dict) and int(row.get("step", 0)) <= last_step
+    except (json.JSONDecodeError, TypeError, ValueError):
+      keep = False
+    if keep:
+      kept.append(line + "\n")
+    else:
+      removed += 1
+  if removed:
+    io_paths.write_text(path, "".join(kept))
+  return removed
 
 
 def _format_duration(seconds: float) -> str:
@@ -32,7 +98,7 @@ class MetricReporter:
                   "learning_rate")
 
   def __init__(self, workdir: str, total_steps: int, clips_per_step: int,
-               stream=sys.stdout, use_tensorboard: bool = True):
+               stream=sys.stdout, use_tensorboard: bool = True, start_step: int = 0):
     self.total_steps = total_steps
     self.clips_per_step = clips_per_step
     self.stream = stream
@@ -40,14 +106,16 @@ class MetricReporter:
     self._last_time = None
     self._last_step = None
     self._tb = None
-    self._jsonl = None
+    self.jsonl_path = io_paths.join(workdir, "metrics.jsonl")
     if self.is_writer:
-      os.makedirs(workdir, exist_ok=True)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      io_paths.makedirs(workdir)
+      removed = cut_metrics_log(self.jsonl_path, start_step)
+      if removed:
+        print(f"{self.jsonl_path}: removed {removed} row(s) logged after step {start_step}, "
+              "the step this run resumes from", file=stream, flush=True)
       if use_tensorboard:
         try:
-          from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-          self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+          self._tb = _tensorboard_writer(io_paths.join(workdir, "tb"), start_step + 1)
         except ImportError:
           print("tensorboardX not installed: no TensorBoard events (metrics.jsonl still "
                 "written)", file=stream)
@@ -71,8 +139,7 @@ class MetricReporter:
     print(f"step {step}/{self.total_steps} ({100.0 * step / self.total_steps:.0f}%) | {shown}"
           f" | {scalars['clips_per_sec']:.1f} clips/s | ETA {_format_duration(eta)}",
           file=self.stream, flush=True)
-    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-    self._jsonl.flush()
+    io_paths.append_text(self.jsonl_path, json.dumps({"step": step, **scalars}) + "\n")
     if self._tb is not None:
       for k, v in scalars.items():
         if math.isfinite(v):
@@ -85,7 +152,5 @@ class MetricReporter:
       print(message, file=self.stream, flush=True)
 
   def close(self):
-    if self._jsonl is not None:
-      self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
