@@ -127,6 +127,10 @@ def _base(objective: str) -> ml_collections.ConfigDict:
 
   # The embedded demo ends with a cached-feature linear evaluation on both embedded labels.
   c.eval_after_pretrain = True
+  # Warm start: backbone weights from a CVRL TF2 checkpoint or another corp_jax workdir, used
+  # when the run has no checkpoint of its own (corp_jax/export/init_from.py). For CVRL's
+  # weights use model.backbone='r3d50_cvrl' (its padding and BatchNorm epsilon).
+  c.init_from = ""
   return c
 
 

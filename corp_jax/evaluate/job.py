@@ -230,6 +230,11 @@ def _validate(config) -> None:
 
 
 def restore(config) -> features_lib.FrozenBackbone:
+  if config.get("init_from", ""):
+    if config.pretrain_workdir:
+      raise ValueError("set config.pretrain_workdir or config.init_from, not both")
+    from corp_jax.export import init_from  # pylint: disable=g-import-not-at-top
+    return init_from.frozen_backbone(config)
   try:
     return features_lib.restore_frozen_backbone(config.pretrain_workdir,
                                                 config.pretrain_step or None)

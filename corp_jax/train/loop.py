@@ -109,6 +109,9 @@ def pretrain(config, workdir: str):
   init_rng, step_rng = jax.random.split(rng)
   clip_shape = (config.data.clip_len, config.data.crop_size, config.data.crop_size, 3)
   state = state_lib.create_train_state(model, tx, init_rng, clip_shape, mesh)
+  if not start_step and config.get("init_from", ""):
+    from corp_jax.export import init_from  # pylint: disable=g-import-not-at-top
+    state = init_from.warm_start(state, config.init_from, config.model, mesh)
   reporter = reporting.MetricReporter(
       workdir, total_steps, clips_per_step=split.global_batch * config.data.num_clips)
   if start_step:
