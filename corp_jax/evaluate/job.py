@@ -333,6 +333,8 @@ def run(config, workdir: str) -> dict:
         f"{len(test_ids)} test videos; reports in {workdir}", flush=True)
   with open(paths["results_json"]) as f:
     results = json.load(f)
+  from corp_jax.train import dashboards  # pylint: disable=g-import-not-at-top
+  dashboards.log_eval_results(workdir, config.job, results, step=backbone.step)
   results["report_files"] = paths
   return results
 

@@ -3,6 +3,11 @@
 Only process 0 writes. `WORKDIR/metrics.jsonl` holds one JSON object per logged step
 (`step`, every metric, `clips_per_sec`); the evaluation reports plot the paper's Fig. 3
 curves from it. TensorBoard events (tensorboardX, no TensorFlow needed) go to `WORKDIR/tb`.
+`write_eval(step, scalars)` logs a periodic evaluation (the k-NN probe) to the same three
+places (TensorBoard tags `eval/<name>`), its time left out of clips/s. Given `run_config`, the
+run's hyperparameters go to TensorBoard's HParams plugin with the final metrics at `close()`,
+and the scalars to Weights & Biases when `run_config.wandb.project` is set
+(corp_jax/train/dashboards.py).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ class MetricReporter:
                   "learning_rate")
 
   def __init__(self, workdir: str, total_steps: int, clips_per_step: int,
-               stream=sys.stdout, use_tensorboard: bool = True):
+               stream=sys.stdout, use_tensorboard: bool = True, run_config=None):
     self.total_steps = total_steps
     self.clips_per_step = clips_per_step
     self.stream = stream
@@ -41,6 +46,13 @@ class MetricReporter:
     self._last_step = None
     self._tb = None
     self._jsonl = None
+    self._wandb = None
+    self._hparams = None
+    self._final: dict = {}
+    if self.is_writer and run_config is not None:
+      from corp_jax.train import dashboards  # pylint: disable=g-import-not-at-top
+      self._hparams = dashboards.flat_hparams(run_config)
+      self._wandb = dashboards.make_wandb(run_config, workdir)
     if self.is_writer:
       os.makedirs(workdir, exist_ok=True)
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
@@ -78,6 +90,30 @@ class MetricReporter:
         if math.isfinite(v):
           self._tb.add_scalar(f"train/{k}", v, step)
       self._tb.flush()
+    if self._wandb is not None:
+      self._wandb.log(step, scalars)
+    self._final.update(scalars)
+    return scalars
+
+  def write_eval(self, step: int, scalars: dict, paused_seconds: float = 0.0) -> dict:
+    """A periodic evaluation's scalars; `paused_seconds` of it are left out of clips/s."""
+    scalars = {k: float(v) for k, v in scalars.items()}
+    if self._last_time is not None:
+      self._last_time += paused_seconds
+    if not self.is_writer:
+      return scalars
+    print(f"step {step} eval | " + " | ".join(f"{k} {v:.4g}" for k, v in scalars.items()),
+          file=self.stream, flush=True)
+    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    self._jsonl.flush()
+    if self._tb is not None:
+      for k, v in scalars.items():
+        if math.isfinite(v):
+          self._tb.add_scalar(f"eval/{k}", v, step)
+      self._tb.flush()
+    if self._wandb is not None:
+      self._wandb.log(step, scalars, prefix="eval")
+    self._final.update(scalars)
     return scalars
 
   def info(self, message: str):
@@ -88,4 +124,9 @@ class MetricReporter:
     if self._jsonl is not None:
       self._jsonl.close()
     if self._tb is not None:
+      if self._hparams:
+        metrics = {f"hparam/{k}": v for k, v in self._final.items() if math.isfinite(v)}
+        self._tb.add_hparams(self._hparams, metrics, name="hparams")
       self._tb.close()
+    if self._wandb is not None:
+      self._wandb.finish()
