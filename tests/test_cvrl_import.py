@@ -130,8 +130,9 @@ def test_tf_checkpoint_imports_for_warm_start_and_evaluation(tmp_path, monkeypat
 
 
 def test_warm_start_replaces_only_the_backbone(tmp_path):
-  from corp_jax.train import loop, mesh as mesh_lib, model as model_lib  # pylint: disable=g-import-not-at-top
-  from corp_jax.train import optim as optim_lib, state as state_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from corp_jax.train import loop, mesh as mesh_lib, model as model_lib
+  from corp_jax.train import optim as optim_lib, state as state_lib
   from tests.train_helpers import tiny_config  # pylint: disable=g-import-not-at-top
   source = str(tmp_path / "source")
   config = tiny_config("simclr", steps=1, num_devices=1, train__checkpoint_every=1)

@@ -14,7 +14,9 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed; the expor
 
 from corp_jax import export  # pylint: disable=g-import-not-at-top
 from corp_jax.export import __main__ as export_cli  # pylint: disable=g-import-not-at-top
-from corp_jax.export import convert, safetensors_io, torch_r3d  # pylint: disable=g-import-not-at-top
+from corp_jax.export import convert  # pylint: disable=g-import-not-at-top
+from corp_jax.export import safetensors_io  # pylint: disable=g-import-not-at-top
+from corp_jax.export import torch_r3d  # pylint: disable=g-import-not-at-top
 from corp_jax.evaluate import features as features_lib  # pylint: disable=g-import-not-at-top
 from corp_jax.models import VARIANTS, ResNet3D, ProjectionMLP  # pylint: disable=g-import-not-at-top
 from corp_jax.train import loop  # pylint: disable=g-import-not-at-top
@@ -67,6 +69,19 @@ def test_exported_test_run_matches_the_jax_backbone_and_head(pretrained, tmp_pat
   with torch.no_grad():
     z_got = export.load_torch_projection(out)(torch.from_numpy(np.array(want))).numpy()
   assert _rel(z_got, z_want) < RTOL
+
+  # A PyTorch-only user: loading needs neither JAX nor TensorFlow.
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  np.save(str(tmp_path / "clips.npy"), np.transpose(clips, (0, 4, 1, 2, 3)))
+  script = ("import sys, numpy, torch\n"
+            "for m in ('jax', 'flax', 'tensorflow'): sys.modules[m] = None\n"
+            "from corp_jax.export import load_torch_backbone\n"
+            f"x = torch.from_numpy(numpy.load({str(tmp_path / 'clips.npy')!r}))\n"
+            f"y = load_torch_backbone({out!r})(x).detach().numpy()\n"
+            f"numpy.save({str(tmp_path / 'out.npy')!r}, y)")
+  subprocess.run([sys.executable, "-c", script], check=True, cwd=os.path.dirname(
+      os.path.dirname(os.path.abspath(__file__))))
+  assert _rel(np.load(str(tmp_path / "out.npy")), want) < RTOL
 
 
 def _random_variables(abstract, seed=0):

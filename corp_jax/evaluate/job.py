@@ -325,10 +325,11 @@ def run(config, workdir: str) -> dict:
         summary["confusion"], data.reversal_pairs, data.class_names)
   extra["test_video_ids"] = test_ids
   extra["wall_seconds"] = round(time.time() - started, 2)
+  source_name = config.pretrain_workdir or config.get("init_from", "")
   paths = reports.write_report(workdir, summary=summary, class_names=data.class_names,
                                config=config, backbone_step=backbone.step,
-                               pretrain_workdir=config.pretrain_workdir, extra=extra)
-  print(f"{config.job} of {config.pretrain_workdir} (step {backbone.step}): top-1 "
+                               pretrain_workdir=source_name, extra=extra)
+  print(f"{config.job} of {source_name} (step {backbone.step}): top-1 "
         f"{100 * summary['top1']:.1f}%, top-5 {100 * summary['top5']:.1f}% on "
         f"{len(test_ids)} test videos; reports in {workdir}", flush=True)
   with open(paths["results_json"]) as f:

@@ -1,4 +1,4 @@
-"""The R3D backbone in PyTorch: the same network as corp_jax.models.ResNet3D, named like pytorchvideo.
+"""The R3D backbone in PyTorch: corp_jax.models.ResNet3D's network, named like pytorchvideo.
 
 Contract:
   `R3D(arch: Mapping)`: `arch` holds the fields of corp_jax.models.BackboneSpec (block,

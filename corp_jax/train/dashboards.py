@@ -10,8 +10,8 @@ Contract:
   it. `config.wandb.mode`: 'online', 'offline' (writes WORKDIR/wandb, sync later with
   `wandb sync`) or 'disabled'.
   `log_eval_results(workdir, job, results, step)`: an evaluation's top-1 / top-5 (and
-  mean per-class accuracy, k-NN when present; a per-class histogram) as TensorBoard events under WORKDIR/tb, tags
-  `<job>/<name>`; also to W&B when `wandb` (a WandbLogger) is given.
+  mean per-class accuracy, k-NN when present; a per-class histogram) as TensorBoard events
+  under WORKDIR/tb, tags `<job>/<name>`; also to W&B when `wandb` (a WandbLogger) is given.
 tensorboardX only (no TensorFlow); a missing tensorboardX means no events, never an error.
 """
 
