@@ -1,19 +1,22 @@
 """Feature extraction: `python -m corp_jax.extract --pretrain_workdir=W --data=PATTERN --out=F.npz`.
 
-Writes F.npz with `video_id` [N] int32, `label` [N] int32 (-1 where the shards have none) and
+Writes F.npz with `video_id` [N] int32, `label` [N] int32 (-1 where the shards have none),
+`filename` [N] (the source video's file name as the shards recorded it), and
 `features`: [N, F] float32, the backbone features averaged over the N clips x C crops views
 (`--num_clips`, `--num_crops`, default 4 x 3), or [N, V, F] every view with `--all_views`;
 plus `info` (a JSON string: workdir, step, views, clip geometry, data pattern). The views and
 the backbone are exactly the evaluation jobs' (corp_jax/data/eval_pipeline.py,
 corp_jax/evaluate/features.py: BatchNorm in inference mode). PATTERN is a glob of TFRecord
-shards written by data_prep (or `embedded:train` / `embedded:test` for the embedded data set of
-the run's size). Clip length, stride and crop size default to the pretraining run's.
+shards written by data_prep, `videos:DIR` (every video file under DIR, converted first by
+data_prep's decoder into shards under `--work_dir`, default F.npz's name + '.shards'), or
+`embedded:train` / `embedded:test` for the embedded data set of the run's size. Clip length, stride and crop size default to the pretraining run's.
 `extract_features(...) -> dict` is the same as a function.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -21,15 +24,31 @@ import sys
 import numpy as np
 
 
-def resolve_source(data: str, pre) -> list | str:
-  """Files of PATTERN, or the embedded split named by 'embedded:train' / 'embedded:test'."""
+def videos_to_shards(video_dir: str, work_dir: str) -> list:
+  """data_prep's conversion of every video under video_dir (unlabelled) -> shard files."""
+  from data_prep import videos_to_tfrecords  # pylint: disable=g-import-not-at-top
+  status = videos_to_tfrecords.main([
+      "--video_dir", video_dir, "--format", "folder", "--output_dir", work_dir,
+      "--name", "videos", "--num_shards", "1", "--workers", "0"])
+  if status != 0:
+    raise ValueError(f"converting the videos in {video_dir!r} failed (data_prep exit status "
+                     f"{status}; its messages above say why)")
+  return sorted(glob.glob(os.path.join(work_dir, "videos-*-of-*")))
+
+
+def resolve_source(data: str, pre, work_dir: str = "") -> list | str:
+  """Files of PATTERN, converted videos of 'videos:DIR', or an embedded split."""
+  if data.startswith("videos:"):
+    video_dir = data.split(":", 1)[1]
+    if not os.path.isdir(video_dir):
+      raise FileNotFoundError(f"--data={data!r}: {video_dir!r} is not a directory")
+    return videos_to_shards(video_dir, work_dir)
   if data.startswith("embedded:"):
     split = data.split(":", 1)[1]
     if split not in ("train", "test"):
       raise ValueError(f"--data={data!r}: use embedded:train or embedded:test")
     from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top
     return inputs.embedded_dataset(pre.data)[split]["files"]
-  import glob  # pylint: disable=g-import-not-at-top
   files = sorted(glob.glob(data))
   if not files:
     raise FileNotFoundError(f"--data={data!r} matches no files (a glob of TFRecord shards, "
@@ -52,7 +71,10 @@ def extract_features(backbone, source, *, num_clips: int = 4, num_crops: int = 3
       clip_len=clip_len, stride=stride, crop_size=crop_size, label_key=label_key)
   out = job_lib.map_views(batches, feature_fn)
   views = np.asarray(out["outputs"], np.float32)
+  from corp_jax.data import label_table  # pylint: disable=g-import-not-at-top
+  names = label_table.read_filenames(source) if not hasattr(source, "element_spec") else {}
   return {"video_id": out["video_id"].astype(np.int32), "label": out["label"].astype(np.int32),
+          "filename": np.asarray([names.get(int(i), "") for i in out["video_id"]]),
           "features": views if all_views else views.mean(axis=1)}
 
 
@@ -62,7 +84,8 @@ def main(argv=None) -> int:
   parser.add_argument("--pretrain_workdir", required=True)
   parser.add_argument("--step", type=int, default=0, help="checkpoint step (0 = latest)")
   parser.add_argument("--data", required=True,
-                      help="glob of TFRecord shards, or embedded:train / embedded:test")
+                      help="glob of TFRecord shards, videos:DIR, or embedded:train / "
+                      "embedded:test")
   parser.add_argument("--out", required=True, help="output .npz file")
   parser.add_argument("--num_clips", type=int, default=4)
   parser.add_argument("--num_crops", type=int, default=3)
@@ -72,6 +95,8 @@ def main(argv=None) -> int:
   parser.add_argument("--crop_size", type=int, default=0, help="0 = the pretraining run's")
   parser.add_argument("--batch_size", type=int, default=8, help="videos per input batch")
   parser.add_argument("--label_key", default="clip/label/index")
+  parser.add_argument("--work_dir", default="",
+                      help="videos:DIR only: where the converted shards go (default OUT.shards)")
   args = parser.parse_args(argv)
   from corp_jax.evaluate import features as features_lib  # pylint: disable=g-import-not-at-top
   try:
@@ -81,7 +106,8 @@ def main(argv=None) -> int:
                 "stride": args.stride or int(pre.data.stride),
                 "crop_size": args.crop_size or int(pre.data.crop_size)}
     result = extract_features(
-        backbone, resolve_source(args.data, pre), num_clips=args.num_clips,
+        backbone, resolve_source(args.data, pre, args.work_dir or args.out + ".shards"),
+        num_clips=args.num_clips,
         num_crops=args.num_crops, batch_size=args.batch_size, label_key=args.label_key,
         all_views=args.all_views, **geometry)
   except (FileNotFoundError, ValueError) as e:

@@ -136,3 +136,21 @@ def test_extract_writes_ids_labels_and_view_features(knn_run, tmp_path):
   assert (mean["label"] >= 0).all()
   assert extract.main([f"--pretrain_workdir={workdir}", "--data=/nonexistent/x-*",
                        f"--out={out}"]) == 2
+
+
+def test_extract_from_a_folder_of_videos(knn_run, tmp_path):
+  """videos:DIR goes through data_prep's decoder; filenames come back with the features."""
+  from corp_jax import extract  # pylint: disable=g-import-not-at-top
+  from tests import test_data_prep  # pylint: disable=g-import-not-at-top
+  if test_data_prep.MP4 is None:
+    pytest.skip("this PyAV build has no mp4 encoder")
+  workdir, _ = knn_run
+  for name, frames in (("a.mp4", 12), ("sub/b.mp4", 20)):
+    test_data_prep.write_video(str(tmp_path / "videos" / name), test_data_prep.MP4[1], frames)
+  out = str(tmp_path / "v.npz")
+  assert extract.main([f"--pretrain_workdir={workdir}", f"--data=videos:{tmp_path / 'videos'}",
+                       f"--out={out}", "--num_clips=1", "--num_crops=1"]) == 0
+  result = np.load(out)
+  assert sorted(os.path.basename(f) for f in result["filename"]) == ["a.mp4", "b.mp4"]
+  assert result["features"].shape == (2, 64) and (result["label"] == -1).all()
+  assert np.isfinite(result["features"]).all()
