@@ -130,19 +130,26 @@ def test_tf_checkpoint_imports_for_warm_start_and_evaluation(tmp_path, monkeypat
 
 
 def test_warm_start_replaces_only_the_backbone(tmp_path):
+  """init_from = another corp_jax workdir (its checkpoint written directly: no training)."""
   # pylint: disable=g-import-not-at-top
-  from corp_jax.train import loop, mesh as mesh_lib, model as model_lib
+  from corp_jax.train import mesh as mesh_lib, model as model_lib
   from corp_jax.train import optim as optim_lib, state as state_lib
-  from tests.train_helpers import tiny_config  # pylint: disable=g-import-not-at-top
-  source = str(tmp_path / "source")
-  config = tiny_config("simclr", steps=1, num_devices=1, train__checkpoint_every=1)
-  loop.pretrain(config, source)
-  want, _, _ = ckpt_lib.restore_backbone(source)
+  from tests.train_helpers import tiny_config
+  config = tiny_config("simclr", num_devices=1)
   mesh = mesh_lib.create_mesh(1)
   model = model_lib.model_from_config(config.model, 0)
   tx, _ = optim_lib.make_optimizer(config.optim, 8, 1)
-  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(5), (4, 16, 16, 3), mesh)
+  make_state = lambda seed: state_lib.create_train_state(
+      model, tx, jax.random.PRNGKey(seed), (4, 16, 16, 3), mesh)
+  source = str(tmp_path / "source")
+  manager = ckpt_lib.make_manager(source, async_save=False)
+  ckpt_lib.save(manager, 3, make_state(1).as_dict(), force=True)
+  manager.close()
+  want, _, _ = ckpt_lib.restore_backbone(source)
+  state = make_state(5)
   started = init_from.warm_start(state, source, config.model, mesh)
+  assert not np.array_equal(np.asarray(state.params["backbone"]["stem_conv"]["kernel"]),
+                            want["stem_conv"]["kernel"])
   got = jax.tree_util.tree_leaves(started.params["backbone"])
   assert all(np.array_equal(np.asarray(g), w) for g, w in zip(got, jax.tree_util.tree_leaves(want)))
   for a, b in zip(jax.tree_util.tree_leaves(started.params["projection"]),

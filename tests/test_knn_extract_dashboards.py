@@ -4,6 +4,7 @@
 import glob
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -60,8 +61,32 @@ def knn_run(tmp_path_factory):
                        data__embedded_num_test=8, data__embedded_frame_size=32,
                        data__embedded_num_frames=16, wandb__project="corp-jax-test",
                        wandb__mode="offline")
-  loop.pretrain(config, workdir)
+  # The same run also starts from another workdir's backbone (config.init_from).
+  source = str(tmp_path_factory.mktemp("init_source"))
+  _write_checkpoint(config, source)
+  with config.unlocked():
+    config.init_from = source
+  from corp_jax.export import init_from  # pylint: disable=g-import-not-at-top
+  with mock.patch.object(init_from, "warm_start", wraps=init_from.warm_start) as warm_start:
+    loop.pretrain(config, workdir)
+  assert warm_start.call_count == 1
   return workdir, config
+
+
+def _write_checkpoint(config, workdir):
+  """A checkpoint of a freshly initialised model, written without training."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from corp_jax.train import checkpoint as ckpt_lib
+  from corp_jax.train import mesh as mesh_lib, model as model_lib
+  from corp_jax.train import optim as optim_lib, state as state_lib
+  model = model_lib.model_from_config(config.model, 0)
+  tx, _ = optim_lib.make_optimizer(config.optim, 8, 1)
+  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(9), (4, 16, 16, 3),
+                                       mesh_lib.create_mesh(1))
+  manager = ckpt_lib.make_manager(workdir, async_save=False)
+  ckpt_lib.save(manager, 1, state.as_dict(), force=True)
+  manager.close()
 
 
 def test_knn_probe_is_logged_to_jsonl_tensorboard_and_wandb(knn_run):

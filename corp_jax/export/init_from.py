@@ -46,8 +46,12 @@ def load_backbone(path: str, variant: str):
     description = f"corp_jax pretraining workdir {path} (step {step})"
   elif os.path.exists(path) or os.path.exists(path + ".index"):
     from corp_jax.export import cvrl  # pylint: disable=g-import-not-at-top
-    params, stats = cvrl.load_cvrl_backbone(path, get_spec(variant))
+    spec = get_spec(variant)
+    params, stats = cvrl.load_cvrl_backbone(path, spec)
     description = f"CVRL checkpoint {path}"
+    if spec.padding != "same" or spec.bn_epsilon != 1e-3:
+      print(f"note: backbone {variant!r} pads / normalises unlike CVRL's Model Garden code; "
+            "'r3d50_cvrl' computes the function these weights were trained for", flush=True)
   else:
     raise FileNotFoundError(f"config.init_from={path!r} does not exist (expected a CVRL TF2 "
                             "checkpoint prefix such as DIR/ckpt-800, its directory, or a "
