@@ -10,7 +10,9 @@ Contract:
   features of every training and test video with BatchNorm in inference mode (the evaluation
   pipeline's views), then `knn.knn_top1` (cosine, weighted vote, k = config.knn.k).
 Cheap by design: one centre view per video by default, the test split only as queries. Runs
-on this process's first device; the variables are copied to the host first.
+on this process's first device; the variables are copied to the host first. With several
+processes, each reads its own share of the shards (the evaluation pipeline's rule), so the
+probe process 0 reports uses that process's share of both splits. Skipped at a SIGTERM stop.
 """
 
 from __future__ import annotations

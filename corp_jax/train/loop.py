@@ -174,7 +174,8 @@ def pretrain(config, workdir: str):
         pending = []
       if should_save:
         ckpt_lib.save(manager, step, state.as_dict(), force=True)
-      if config.get("knn_every", 0) and (step % config.knn_every == 0 or is_last):
+      # Not after a SIGTERM: the grace period is for the checkpoint.
+      if config.get("knn_every", 0) and (step % config.knn_every == 0 or is_last) and not stop:
         knn_monitor = knn_monitor or _knn_monitor(config)
         reporter.write_eval(step, *knn_monitor.run(state))
       if stop:
