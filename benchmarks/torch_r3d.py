@@ -11,14 +11,9 @@ Contract:
   `time_steps(n) -> [s]`, `close()`), so that PyTorch's and XLA's CPU thread pools never run
   in one process and a finished worker returns all its device memory.
 
-Written from the architecture description (paper Sec. 3.1, CVRL's R3D-50), not from the JAX
-code, but shaped to match corp_jax/models/resnet3d.py layer for layer so that the two step times
-compare like with like:
-  stem    conv kt x 7 x 7 (5x7x7 for R3D-50) stride (2, 2, 2) -> BN -> ReLU ->
-          max-pool 1x3x3 stride (1, 2, 2)
-  res2-5  bottleneck (kt x 1 x 1 -> 1 x 3 x 3 -> 1 x 1 x 1, 4x) or basic (kt x 3 x 3 -> 1 x 3 x 3)
-          blocks, spatial stride 2 at the start of res3-res5, kt = 1, 1, 3, 3 for res2..res5,
-          projection shortcut (1x1x1 conv + BN) when the shape changes, zero-init last BN.
+The backbone is the package's PyTorch R3D (corp_jax/export/torch_r3d.py: the network
+exported weights load into, checked against the JAX backbone by corp_jax/tools/parity.py), so
+the two step times compare like with like. The heads are written from the paper:
   head    global average pool -> projection MLP (Linear no bias -> BN -> ReLU per hidden layer,
           then Linear with bias) -> z; decoupling relation head (G, P, Q projections of
           sqrt(d)-scaled unit z, concat(Gx*Gy, Px*Qy - Qx*Py) -> 2-layer MLP -> logits).
@@ -42,100 +37,26 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from corp_jax.export import torch_r3d
+
 
 @dataclasses.dataclass(frozen=True)
 class TorchSpec:
-  """Backbone + heads. Mirrors the JAX variants by value (see VARIANTS)."""
-  block: str
-  depths: tuple
-  widths: tuple
-  temporal_kernels: tuple
-  stem_width: int = 64
-  stem_kernel: tuple = (5, 7, 7)
+  """Backbone architecture (a torch_r3d.resolve_arch dict) + heads."""
+  arch: dict
   projection_hidden: tuple = (2048, 2048, 2048)
   projection_dim: int = 128
   head_num_heads: int = 128  # decoupling: n = h symmetric rows, l = h // 2 anti-symmetric rows
 
 
-VARIANTS = {
-    "r3d50": dict(block="bottleneck", depths=(3, 4, 6, 3), widths=(64, 128, 256, 512),
-                  temporal_kernels=(1, 1, 3, 3)),
-    "r3d18": dict(block="basic", depths=(2, 2, 2, 2), widths=(64, 128, 256, 512),
-                  temporal_kernels=(1, 1, 3, 3)),
-    "tiny": dict(block="basic", depths=(1, 1, 1, 1), widths=(8, 16, 32, 64),
-                 temporal_kernels=(1, 1, 3, 3), stem_width=8, stem_kernel=(3, 5, 5)),
-}
-
-
 def make_spec(variant: str, projection_hidden, projection_dim: int,
               head_num_heads: int) -> TorchSpec:
-  if variant not in VARIANTS:
-    raise ValueError(f"torch reference: variant {variant!r} is not one of {sorted(VARIANTS)}")
-  return TorchSpec(projection_hidden=tuple(projection_hidden), projection_dim=projection_dim,
-                   head_num_heads=head_num_heads, **VARIANTS[variant])
-
-
-def _bn3d(channels: int, zero: bool = False) -> nn.BatchNorm3d:
-  # Flax momentum 0.9 (decay of the running average) is torch momentum 0.1.
-  bn = nn.BatchNorm3d(channels, eps=1e-5, momentum=0.1)
-  if zero:
-    nn.init.zeros_(bn.weight)
-  return bn
-
-
-def _conv(cin: int, cout: int, kernel, stride=(1, 1, 1)) -> nn.Conv3d:
-  # Odd kernels, symmetric padding k // 2: the JAX model's "fixed" (k - 1) // 2 padding.
-  return nn.Conv3d(cin, cout, kernel, stride=stride, padding=tuple(k // 2 for k in kernel),
-                   bias=False)
-
-
-class _Block(nn.Module):
-  def __init__(self, block: str, cin: int, width: int, stride: int, kt: int):
-    super().__init__()
-    s = (1, stride, stride)
-    if block == "bottleneck":
-      cout = 4 * width
-      self.body = nn.Sequential(
-          _conv(cin, width, (kt, 1, 1)), _bn3d(width), nn.ReLU(inplace=True),
-          _conv(width, width, (1, 3, 3), s), _bn3d(width), nn.ReLU(inplace=True),
-          _conv(width, cout, (1, 1, 1)), _bn3d(cout, zero=True))
-    else:
-      cout = width
-      self.body = nn.Sequential(
-          _conv(cin, width, (kt, 3, 3), s), _bn3d(width), nn.ReLU(inplace=True),
-          _conv(width, width, (1, 3, 3)), _bn3d(width, zero=True))
-    self.shortcut = None
-    if cin != cout or stride != 1:
-      self.shortcut = nn.Sequential(_conv(cin, cout, (1, 1, 1), s), _bn3d(cout))
-    self.out_channels = cout
-
-  def forward(self, x):
-    skip = x if self.shortcut is None else self.shortcut(x)
-    return F.relu(self.body(x) + skip)
-
-
-class TorchR3D(nn.Module):
-  """x: [N, 3, T, H, W] -> [N, F] float32 pooled features."""
-
-  def __init__(self, spec: TorchSpec):
-    super().__init__()
-    self.stem = nn.Sequential(
-        _conv(3, spec.stem_width, spec.stem_kernel, (2, 2, 2)), _bn3d(spec.stem_width),
-        nn.ReLU(inplace=True),
-        nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
-    blocks, cin = [], spec.stem_width
-    for stage, (depth, width, kt) in enumerate(zip(spec.depths, spec.widths,
-                                                  spec.temporal_kernels)):
-      for index in range(depth):
-        stride = 2 if stage > 0 and index == 0 else 1
-        blocks.append(_Block(spec.block, cin, width, stride, kt))
-        cin = blocks[-1].out_channels
-    self.blocks = nn.Sequential(*blocks)
-    self.feature_dim = cin
-
-  def forward(self, x):
-    x = self.blocks(self.stem(x))
-    return x.float().mean(dim=(2, 3, 4))
+  if variant not in torch_r3d.VARIANTS:
+    raise ValueError(f"torch reference: variant {variant!r} is not one of "
+                     f"{sorted(torch_r3d.VARIANTS)}")
+  return TorchSpec(arch=torch_r3d.resolve_arch(variant),
+                   projection_hidden=tuple(projection_hidden), projection_dim=projection_dim,
+                   head_num_heads=head_num_heads)
 
 
 class TorchCorp(nn.Module):
@@ -143,7 +64,7 @@ class TorchCorp(nn.Module):
 
   def __init__(self, spec: TorchSpec, num_classes: int):
     super().__init__()
-    self.backbone = TorchR3D(spec)
+    self.backbone = torch_r3d.R3D(spec.arch)
     layers, width = [], self.backbone.feature_dim
     for hidden in spec.projection_hidden:
       layers += [nn.Linear(width, hidden, bias=False), nn.BatchNorm1d(hidden, momentum=0.1),

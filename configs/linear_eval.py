@@ -24,6 +24,10 @@ def _base(job: str) -> ml_collections.ConfigDict:
   c.job = job
   c.pretrain_workdir = ""  # required: the pretraining run's workdir
   c.pretrain_step = 0  # 0 = latest checkpoint
+  # Instead of pretrain_workdir: a CVRL TF2 checkpoint (or a corp_jax workdir), loaded into
+  # init_from_backbone; clip settings of 0 then mean CVRL's 16 frames, stride 2, 224 pixels.
+  c.init_from = ""
+  c.init_from_backbone = "r3d50_cvrl"
   c.seed = 0
   c.label_key = "clip/label/index"  # embedded: 'label/appearance/index', 'label/motion/index'
   c.cached_features = True  # extract features once, train the classifier on them

@@ -128,6 +128,30 @@ def _base(objective: str) -> ml_collections.ConfigDict:
 
   # The embedded demo ends with a cached-feature linear evaluation on both embedded labels.
   c.eval_after_pretrain = True
+  # Warm start: backbone weights from a CVRL TF2 checkpoint or another corp_jax workdir, used
+  # when the run has no checkpoint of its own (corp_jax/export/init_from.py). For CVRL's
+  # weights use model.backbone='r3d50_cvrl' (its padding and BatchNorm epsilon).
+  c.init_from = ""
+  # k-NN probe (cosine, k = 20) on frozen features every knn_every steps (0 = off), logged
+  # to metrics.jsonl / TensorBoard (corp_jax/evaluate/knn_monitor.py). Empty patterns: the
+  # embedded data set's train / test splits.
+  c.knn_every = 0
+  c.knn = ml_collections.ConfigDict()
+  c.knn.train_pattern = ""
+  c.knn.eval_pattern = ""
+  c.knn.label_key = "clip/label/index"
+  c.knn.k = 20
+  c.knn.num_clips = 1
+  c.knn.num_crops = 1
+  c.knn.batch_size = 16
+  c.knn.max_videos = 0  # per split; 0 = all
+  # Weights & Biases (off unless project is set; needs `pip install wandb`). mode: 'online',
+  # 'offline' (sync later with `wandb sync WORKDIR/wandb`) or 'disabled'.
+  c.wandb = ml_collections.ConfigDict()
+  c.wandb.project = ""
+  c.wandb.entity = ""
+  c.wandb.name = ""
+  c.wandb.mode = "online"
   return c
 
 

@@ -203,3 +203,5 @@ def test_demo_reports_both_label_families(pretrained, tmp_path, capsys):
       assert json.load(f)["top1"] == pytest.approx(results[family]["top1"])
   with open(os.path.join(out, "demo_summary.json")) as f:
     assert json.load(f)["backbone_step"] == 2
+  assert all(0.0 <= results[f]["knn_top1"] <= 1.0 for f in ("appearance", "motion"))
+  assert os.listdir(os.path.join(out, "tb"))  # the families' scalars for TensorBoard

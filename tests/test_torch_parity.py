@@ -1,4 +1,5 @@
-"""JAX vs an independent PyTorch reference (corp_jax/tools/torch_reference.py), float32 on CPU.
+"""JAX vs an independent PyTorch reference (corp_jax/tools/torch_reference.py, and the PyTorch
+R3D of corp_jax/export/torch_r3d.py for the backbone), float32 on CPU.
 
 Mixed and decoupling heads, CORP_f and CORP_m: outputs and gradients w.r.t. the inputs and every
 head weight agree to 1e-5 (absolute, or relative to the reference's largest magnitude). The
@@ -33,6 +34,15 @@ def test_parity_float32_cpu(check, attention):
   assert any(q.startswith("grad_relation/") for q in quantities)
   assert {"grad_mlp_hidden/kernel", "grad_mlp_out/bias"} <= quantities
   assert quantities & {"grad_x", "grad_z"}
+  _assert_all_close(results)
+
+
+def test_backbone_parity_float32_cpu():
+  """The PyTorch R3D that exports load into computes the JAX backbone's function."""
+  results = parity.check_backbone("cpu", "float32")
+  assert all(r.tolerance == parity.BACKBONE_FLOAT32_TOLERANCE == 1e-4 for r in results)
+  assert all(r.max_rel < 1e-5 for r in results if r.quantity.startswith("features"))
+  assert {r.quantity for r in results} == {"features_eval", "features_train", "grad_clips"}
   _assert_all_close(results)
 
 

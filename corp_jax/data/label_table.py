@@ -7,6 +7,7 @@ Contract:
   features from any pipeline can be joined with any label family by video id.
   `subset_source(files, video_ids, label_key)`: a tf.data.Dataset of those records only, a
   valid `source` for corp_jax.data.pipeline.make_train_dataset.
+  `read_filenames(files) -> {video_id: filename}` ('video/filename' of every record).
 Used by corp_jax.evaluate (class-balanced fine-tuning subsets, the embedded demo's label join).
 """
 
@@ -73,3 +74,19 @@ def subset_source(files: str | Sequence[str], video_ids: np.ndarray, label_key: 
       (tf.range(num_files, dtype=tf.int64), tf.constant(files)))
   ds = ds.flat_map(read).filter(wanted)
   return ds.map(lambda _, rec: records.parse_sequence_example(rec, label_key=label_key))
+
+
+def read_filenames(files: str | Sequence[str]) -> dict[int, str]:
+  """{pipeline video id: 'video/filename'} of every record (contexts only, no JPEG decode)."""
+  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import records  # pylint: disable=g-import-not-at-top
+  pipeline.hide_gpus_from_tf()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = _sorted_files(files)
+  spec = {records.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value="")}
+  names = {}
+  for file_index, path in enumerate(files):
+    for j, serialized in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+      context, _ = tf.io.parse_single_sequence_example(serialized, context_features=spec)
+      names[j * len(files) + file_index] = context[records.FILENAME_KEY].numpy().decode()
+  return names

@@ -8,8 +8,10 @@ split: `num_clips` x `num_crops` views per video), joins each family's labels by
 trains a classifier per family on the cached features (z-score, SGD momentum 0.9, half-cosine)
 and tests it with softmax-averaged views. Writes each family's reports (reports.write_report)
 to OUT_DIR/<family>/ and OUT_DIR/demo_summary.json; prints the table. The returned dict maps
-each family to {'top1', 'top5', 'num_classes', 'per_class_accuracy'} plus, for 'motion', the
-'reversal_confusion' rows (views.reversal_confusion), and 'timing' (seconds).
+each family to {'top1', 'top5', 'num_classes', 'per_class_accuracy', 'knn_top1' (the k-NN
+probe, corp_jax.evaluate.knn, on the same features)} plus, for 'motion', the
+'reversal_confusion' rows (views.reversal_confusion), and 'timing' (seconds). Each family's
+scalars also go to TensorBoard under OUT_DIR/tb (tags `linear_eval_<family>/...`).
 Run from the shell: python -m corp_jax.evaluate.demo PRETRAIN_WORKDIR OUT_DIR
 """
 
@@ -27,9 +29,11 @@ import ml_collections
 from corp_jax import io_paths
 from corp_jax.evaluate import features as features_lib
 from corp_jax.evaluate import job as job_lib
+from corp_jax.evaluate import knn
 from corp_jax.evaluate import reports
 from corp_jax.evaluate import subsets
 from corp_jax.evaluate import views
+from corp_jax.train import dashboards
 from corp_jax.train import mesh as mesh_lib
 
 
@@ -125,6 +129,10 @@ def run_embedded_linear_eval(pretrain_workdir: str, out_dir: str,
     entry = {"top1": summary["top1"], "top5": summary["top5"], "num_classes": len(names),
              "per_class_accuracy": dict(zip(names, summary["per_class_accuracy"].tolist())),
              "final_train_loss": float(scored["epoch_losses"][-1])}
+    # The k-NN probe on the same features (training views as the bank, view-averaged tests).
+    entry["knn_top1"] = knn.knn_top1(
+        train["features"], subsets.labels_for(train["video_id"], tables["train"], key),
+        test["outputs"].mean(axis=1), subsets.labels_for(test["video_id"], tables["test"], key))
     if family == "motion":
       entry["reversal_confusion"] = views.reversal_confusion(
           summary["confusion"], metadata["reversal_pairs"], names)
@@ -135,6 +143,7 @@ def run_embedded_linear_eval(pretrain_workdir: str, out_dir: str,
                          pretrain_workdir=pretrain_workdir,
                          extra={k: v for k, v in entry.items() if k == "reversal_confusion"})
     results[family] = entry
+    dashboards.log_eval_results(out_dir, f"linear_eval_{family}", entry, step=backbone.step)
   results["timing"] = {"feature_extraction_s": round(extract_seconds, 2),
                        "classifiers_s": round(time.time() - t0, 2),
                        "total_s": round(time.time() - started, 2),

@@ -243,6 +243,11 @@ def _validate(config) -> None:
 
 
 def restore(config) -> features_lib.FrozenBackbone:
+  if config.get("init_from", ""):
+    if config.pretrain_workdir:
+      raise ValueError("set config.pretrain_workdir or config.init_from, not both")
+    from corp_jax.export import init_from  # pylint: disable=g-import-not-at-top
+    return init_from.frozen_backbone(config)
   try:
     return features_lib.restore_frozen_backbone(config.pretrain_workdir,
                                                 config.pretrain_step or None)
@@ -333,13 +338,16 @@ def run(config, workdir: str) -> dict:
   extra["wall_seconds"] = round(time.time() - started, 2)
   if jax.process_index() != 0:  # the same results in every process; one writes them
     return {"top1": summary["top1"], "top5": summary["top5"], "backbone_step": backbone.step}
+  source_name = config.pretrain_workdir or config.get("init_from", "")
   paths = reports.write_report(workdir, summary=summary, class_names=data.class_names,
                                config=config, backbone_step=backbone.step,
-                               pretrain_workdir=config.pretrain_workdir, extra=extra)
-  print(f"{config.job} of {config.pretrain_workdir} (step {backbone.step}): top-1 "
+                               pretrain_workdir=source_name, extra=extra)
+  print(f"{config.job} of {source_name} (step {backbone.step}): top-1 "
         f"{100 * summary['top1']:.1f}%, top-5 {100 * summary['top5']:.1f}% on "
         f"{len(test_ids)} test videos; reports in {workdir}", flush=True)
   results = json.loads(io_paths.read_text(paths["results_json"]))
+  from corp_jax.train import dashboards  # pylint: disable=g-import-not-at-top
+  dashboards.log_eval_results(workdir, config.job, results, step=backbone.step)
   results["report_files"] = paths
   return results
 

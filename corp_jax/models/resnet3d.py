@@ -16,7 +16,8 @@ Architecture (paper Sec. 3.1, following CVRL [37]; "R3D-50 (31.7M)" in Table 1):
           R3D-50 uses kt = 1, 1, 3, 3 for res2..res5.
   head    global average pool over (T, H, W) -> [N, F].
 Variants are data (`BackboneSpec`) in `VARIANTS`, not code. All convs have no bias (BN follows)
-and use "fixed" symmetric padding (k - 1) // 2 like TF ResNets, so 224x224x16 -> 7x7x8 at res5.
+and use "fixed" symmetric padding (k - 1) // 2 like TF ResNets, so 224x224x16 -> 7x7x8 at res5
+(`BackboneSpec.padding='same'`: TensorFlow's SAME instead, variant 'r3d50_cvrl').
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from corp_jax.models.batchnorm import BatchNormAct, resolve_bn_impl
 from corp_jax.models.conv import Conv3D, resolve_conv_impl
 
 BLOCK_TYPES = ("basic", "bottleneck")
+PADDINGS = ("fixed", "same")
 _EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
@@ -50,6 +52,10 @@ class BackboneSpec:
     stem_kernel: (kt, kh, kw) of the stem conv.
     stem_strides: (st, sh, sw) of the stem conv.
     pool_kernel / pool_strides: the stem max-pool window and strides over (T, H, W).
+    padding: 'fixed' (symmetric (k - 1) // 2, the default) or 'same' (TensorFlow's SAME: the
+      odd pixel of padding after, as in CVRL's Model Garden R3D-50, so that its published
+      weights compute the same function here; see corp_jax/export/cvrl.py).
+    bn_epsilon: BatchNorm epsilon (1e-5; Model Garden's Keras default is 1e-3).
   """
   block: str
   stage_depths: tuple[int, ...]
@@ -61,6 +67,8 @@ class BackboneSpec:
   stem_strides: tuple[int, int, int] = (2, 2, 2)
   pool_kernel: tuple[int, int, int] = (1, 3, 3)
   pool_strides: tuple[int, int, int] = (1, 2, 2)
+  padding: str = "fixed"
+  bn_epsilon: float = 1e-5
 
   def __post_init__(self):
     if self.block not in BLOCK_TYPES:
@@ -83,6 +91,8 @@ class BackboneSpec:
       value = getattr(self, key)
       if len(value) != 3 or min(value) < 1:
         raise ValueError(f"BackboneSpec.{key}={value!r}: expected three positive ints (t, h, w)")
+    if self.padding not in PADDINGS:
+      raise ValueError(f"BackboneSpec.padding={self.padding!r} is not one of {PADDINGS}")
     if self.stem_width < 1:
       raise ValueError(f"BackboneSpec.stem_width={self.stem_width}: must be >= 1")
 
@@ -102,6 +112,11 @@ VARIANTS: dict[str, BackboneSpec] = {
     "tiny": BackboneSpec(block="basic", stage_depths=(1, 1, 1, 1),
                          stage_widths=(8, 16, 32, 64), temporal_kernels=(1, 1, 3, 3),
                          stem_width=8, stem_kernel=(3, 5, 5)),
+    # r3d50 exactly as CVRL's TF2 Model Garden code computes it (TF 'SAME' padding, BN epsilon
+    # 1e-3): the variant for its published checkpoints (config.init_from). Same parameters.
+    "r3d50_cvrl": BackboneSpec(block="bottleneck", stage_depths=(3, 4, 6, 3),
+                               stage_widths=(64, 128, 256, 512), temporal_kernels=(1, 1, 3, 3),
+                               padding="same", bn_epsilon=1e-3),
 }
 
 
@@ -119,8 +134,11 @@ def feature_dim(variant: str | BackboneSpec) -> int:
   return get_spec(variant).feature_dim
 
 
-def _fixed_pads(kernel_size) -> tuple[tuple[int, int], ...]:
-  """Symmetric 'fixed' padding (k - 1) // 2 per dim, independent of the input size."""
+def _fixed_pads(kernel_size, padding: str = "fixed"):
+  """Symmetric 'fixed' padding (k - 1) // 2 per dim, independent of the input size; or 'SAME'
+  (XLA's rule, which is TensorFlow's) when the backbone's padding is 'same'."""
+  if padding == "same":
+    return "SAME"
   return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size)
 
 
@@ -135,16 +153,20 @@ class BottleneckBlock(nn.Module):
   conv: Any  # functools.partial(Conv3D, ...)
   norm: Any  # functools.partial(BatchNormAct, ...)
   zero_init_last: bool = True
+  padding: str = "fixed"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     s, kt, out_width = self.spatial_stride, self.temporal_kernel, 4 * self.width
-    y = self.conv(self.width, (kt, 1, 1), padding=_fixed_pads((kt, 1, 1)), name="conv_a")(x)
+    y = self.conv(self.width, (kt, 1, 1), padding=_fixed_pads((kt, 1, 1), self.padding),
+                  name="conv_a")(x)
     y = self.norm(name="bn_a", relu=True)(y)
-    y = self.conv(self.width, (1, 3, 3), strides=(1, s, s), padding=_fixed_pads((1, 3, 3)),
+    y = self.conv(self.width, (1, 3, 3), strides=(1, s, s),
+                  padding=_fixed_pads((1, 3, 3), self.padding),
                   name="conv_b")(y)
     y = self.norm(name="bn_b", relu=True)(y)
-    y = self.conv(out_width, (1, 1, 1), padding=_fixed_pads((1, 1, 1)), name="conv_c")(y)
+    y = self.conv(out_width, (1, 1, 1), padding=_fixed_pads((1, 1, 1), self.padding),
+                  name="conv_c")(y)
     # relu(BN(y) + shortcut) in one BatchNormAct. Zero gamma on the last BN starts each block
     # as the identity (Goyal et al.), which the large-batch SSL recipes (SimCLR, CVRL) use.
     return self.norm(name="bn_c", relu=True, scale_init=_last_scale_init(self))(
@@ -162,14 +184,17 @@ class BasicBlock(nn.Module):
   conv: Any
   norm: Any
   zero_init_last: bool = True
+  padding: str = "fixed"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     s, kt = self.spatial_stride, self.temporal_kernel
-    y = self.conv(self.width, (kt, 3, 3), strides=(1, s, s), padding=_fixed_pads((kt, 3, 3)),
+    y = self.conv(self.width, (kt, 3, 3), strides=(1, s, s),
+                  padding=_fixed_pads((kt, 3, 3), self.padding),
                   name="conv_a")(x)
     y = self.norm(name="bn_a", relu=True)(y)
-    y = self.conv(self.width, (1, 3, 3), padding=_fixed_pads((1, 3, 3)), name="conv_b")(y)
+    y = self.conv(self.width, (1, 3, 3), padding=_fixed_pads((1, 3, 3), self.padding),
+                  name="conv_b")(y)
     return self.norm(name="bn_b", relu=True, scale_init=_last_scale_init(self))(
         y, _shortcut(self, x, self.width, s))
 
@@ -182,8 +207,8 @@ def _shortcut(block: nn.Module, x: jax.Array, out_width: int, stride: int) -> ja
   """Identity, or a strided 1x1x1 conv + BN when channels or resolution change."""
   if x.shape[-1] == out_width and stride == 1:
     return x
-  x = block.conv(out_width, (1, 1, 1), strides=(1, stride, stride), padding=_fixed_pads((1, 1, 1)),
-                 name="conv_proj")(x)
+  x = block.conv(out_width, (1, 1, 1), strides=(1, stride, stride),
+                 padding=_fixed_pads((1, 1, 1), block.padding), name="conv_proj")(x)
   return block.norm(name="bn_proj")(x)
 
 
@@ -227,15 +252,16 @@ class ResNet3D(nn.Module):
       raise ValueError(f"ResNet3D: expected clips of shape [N, T, H, W, 3], got {x.shape}")
     conv = functools.partial(Conv3D, impl=resolve_conv_impl(self.conv_impl), dtype=self.dtype)
     norm = functools.partial(BatchNormAct, use_running_average=not train,
-                             momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype,
+                             momentum=self.bn_momentum, epsilon=spec.bn_epsilon, dtype=self.dtype,
                              axis_name=self.bn_axis_name, impl=resolve_bn_impl(self.bn_impl))
 
     x = conv(spec.stem_width, spec.stem_kernel, strides=spec.stem_strides,
-             padding=_fixed_pads(spec.stem_kernel), space_to_depth=self.stem_space_to_depth,
+             padding=_fixed_pads(spec.stem_kernel, spec.padding),
+             space_to_depth=self.stem_space_to_depth,
              name="stem_conv")(x)
     x = norm(name="stem_bn", relu=True)(x)
     x = nn.max_pool(x, spec.pool_kernel, strides=spec.pool_strides,
-                    padding=_fixed_pads(spec.pool_kernel))
+                    padding=_fixed_pads(spec.pool_kernel, spec.padding))
 
     block_cls = _BLOCKS[spec.block]
     if self.remat:
@@ -246,7 +272,7 @@ class ResNet3D(nn.Module):
         # Explicit names keep the parameter tree identical with and without remat.
         x = block_cls(width=width, spatial_stride=stride if index == 0 else 1,
                       temporal_kernel=kt, conv=conv, norm=norm,
-                      zero_init_last=self.zero_init_last,
+                      zero_init_last=self.zero_init_last, padding=spec.padding,
                       name=f"res{stage + 2}_block{index}")(x)
     # Average in float32: a bfloat16 mean over T*H*W positions loses precision.
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))

@@ -12,7 +12,11 @@ dtype; float32 weights and losses) is reported against tol 5e-2 for information.
 
 Components: the mixed and decoupling heads (pairwise call and all_pairs), CORP_f
 (head -> order logits -> Eq. 6) and CORP_m (head all_pairs -> Sec. 3.2 loss), each with
-gradients w.r.t. the inputs z and the head weights. Needs only jax, flax, numpy, torch (no
+gradients w.r.t. the inputs z and the head weights; and the tiny R3D backbone
+(corp_jax/export/torch_r3d.py, the PyTorch definition that exported weights load into):
+features with running statistics (eval) and batch statistics (train), and the gradient of the
+train-mode features w.r.t. the input clips (float32 tolerance 1e-4 for the backbone rows:
+`check_backbone` says why). Needs only jax, flax, numpy, torch (no
 TensorFlow, no ml_collections). `run_all` is also used by tests/test_torch_parity.py.
 
 Reading the bfloat16 rows. In bfloat16 both sides round, so a JAX-vs-PyTorch difference is the
@@ -62,12 +66,16 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from corp_jax.export import convert as export_convert
+from corp_jax.export import torch_r3d
 from corp_jax.heads import RelationHead
 from corp_jax.losses import corp_f_loss
 from corp_jax.losses import corp_m_loss
+from corp_jax.models import ResNet3D, feature_dim
 from corp_jax.tools import torch_reference as ref
 
 TOLERANCES = {"float32": 1e-5, "bfloat16": 5e-2}
+BACKBONE_FLOAT32_TOLERANCE = 1e-4
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 _JAX_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -279,6 +287,49 @@ def check_corp_m(attention: str, device: str, dtype: str, seed: int = 2) -> List
   return _collect(f"corp_m[{attention}]", dtype, jax_values, torch_values)
 
 
+def check_backbone(device: str, dtype: str, seed: int = 0) -> List[Comparison]:
+  """The tiny ResNet3D vs torch_r3d.R3D holding the same (exported) weights."""
+  module = ResNet3D("tiny", dtype=_JAX_DTYPES[dtype], conv_impl="native")
+  rng = np.random.RandomState(seed)
+  clips = rng.rand(2, 4, 16, 16, 3).astype(np.float32)
+  variables = module.init(jax.random.PRNGKey(seed), jnp.asarray(clips), train=False)
+  # Non-trivial BatchNorm parameters and statistics, so every one of them is exercised.
+  variables = jax.tree_util.tree_map(
+      lambda v: (rng.uniform(0.5, 1.5, v.shape).astype(np.float32) if v.ndim == 1
+                 else np.asarray(v)), variables)
+  cotangent = rng.normal(size=(2, feature_dim("tiny"))).astype(np.float32)
+
+  def train_features(x):
+    out, _ = module.apply(variables, x, train=True, mutable=["batch_stats"])
+    return out
+
+  grad_fn = jax.grad(lambda x: jnp.sum(train_features(x) * cotangent))
+  jax_values = {"features_eval": module.apply(variables, clips, train=False),
+                "features_train": train_features(clips), "grad_clips": grad_fn(clips)}
+  state = export_convert.backbone_to_torch(variables["params"], variables["batch_stats"])
+
+  def torch_values(tdt):
+    net = torch_r3d.R3D("tiny")
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    net = net.to(device=device, dtype=_TORCH_DTYPES[tdt])
+    x = _torch_tensor(np.transpose(clips, (0, 4, 1, 2, 3)), device, _TORCH_DTYPES[tdt])
+    with torch.no_grad():
+      eval_out = net.eval()(x)
+    x.requires_grad_(True)
+    train_out = net.train()(x)
+    (train_out * _torch_tensor(cotangent, device, train_out.dtype)).sum().backward()
+    return {"features_eval": _to_np(eval_out), "features_train": _to_np(train_out),
+            "grad_clips": np.transpose(_to_np(x.grad), (0, 2, 3, 4, 1))}
+
+  results = _collect("backbone[tiny]", dtype, jax_values, torch_values)
+  if dtype == "float32":
+    # Sixteen layers with train-mode BatchNorm: against a float64 PyTorch run, the float32 input
+    # gradient of JAX was 7.8e-6 and PyTorch's 4.3e-6 (max_rel), so their difference can pass
+    # 1e-5 by rounding alone (it measured 1.0e-5); the features were within 2.5e-6.
+    results = [r._replace(tolerance=BACKBONE_FLOAT32_TOLERANCE) for r in results]
+  return results
+
+
 def run_all(device: str = "cpu", dtypes=("float32",)) -> List[Comparison]:
   """Every component for both attentions and every dtype."""
   if device == "cuda":
@@ -295,6 +346,7 @@ def run_all(device: str = "cpu", dtypes=("float32",)) -> List[Comparison]:
       for attention in ("mixed", "decoupling"):
         for check in (check_head, check_corp_f, check_corp_m):
           results.extend(check(attention, device, dtype))
+      results.extend(check_backbone(device, dtype))
   return results
 
 

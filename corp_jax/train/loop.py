@@ -59,6 +59,11 @@ def save_config(config, workdir: str) -> None:
                         config.to_json_best_effort(indent=2))
 
 
+def _knn_monitor(config):
+  from corp_jax.evaluate import knn_monitor  # pylint: disable=g-import-not-at-top
+  return knn_monitor.KnnMonitor(config)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Runs (or resumes) pretraining; returns a summary dict (also in WORKDIR/summary.json)."""
   return pretrain(config, workdir)[1]
@@ -87,9 +92,12 @@ def pretrain(config, workdir: str):
   init_rng, step_rng = jax.random.split(rng)
   clip_shape = (config.data.clip_len, config.data.crop_size, config.data.crop_size, 3)
   state = state_lib.create_train_state(model, tx, init_rng, clip_shape, mesh)
+  if not start_step and config.get("init_from", ""):
+    from corp_jax.export import init_from  # pylint: disable=g-import-not-at-top
+    state = init_from.warm_start(state, config.init_from, config.model, mesh)
   reporter = reporting.MetricReporter(
       workdir, total_steps, clips_per_step=split.global_batch * config.data.num_clips,
-      start_step=start_step)
+      start_step=start_step, run_config=config)
   if start_step:
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
@@ -114,6 +122,7 @@ def pretrain(config, workdir: str):
       group_size=config.loss.group_size, mesh=mesh, augment_fn=augment_fn)
 
   pending: list[tuple[int, dict]] = []
+  knn_monitor = None
   last_logged: dict = {}
   preempted = False
   step = start_step
@@ -144,6 +153,10 @@ def pretrain(config, workdir: str):
         pending = []
       if should_save:
         ckpt_lib.save(manager, step, state.as_dict(), force=True)
+      # Not after a SIGTERM: the grace period is for the checkpoint.
+      if config.get("knn_every", 0) and (step % config.knn_every == 0 or is_last) and not stop:
+        knn_monitor = knn_monitor or _knn_monitor(config)
+        reporter.write_eval(step, *knn_monitor.run(state))
       if stop:
         preempted = True
         reporter.info(f"SIGTERM: saved checkpoint at step {step}; exiting")

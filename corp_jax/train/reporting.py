@@ -10,6 +10,12 @@ metrics.jsonl back to the rows with step <= S (rewritten atomically; a torn last
 crash is dropped too), so the log never holds a step twice; its TensorBoard writer starts a
 new event file with `purge_step=S + 1`, which tells TensorBoard to hide the earlier files'
 events from step S + 1 on, so the curves continue from S instead of doubling back.
+
+`write_eval(step, scalars)` logs a periodic evaluation (the k-NN probe) to the same three
+places (TensorBoard tags `eval/<name>`), its time left out of clips/s. Given `run_config`, the
+run's hyperparameters go to TensorBoard's HParams plugin with the final metrics at `close()`,
+and the scalars to Weights & Biases when `run_config.wandb.project` is set
+(corp_jax/train/dashboards.py).
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ class _UriEventFiles:
     io_paths.makedirs(path)
 
 
-def _tensorboard_writer(logdir: str, purge_step: int):
+def tensorboard_writer(logdir: str, purge_step: int | None = None):
+  """A tensorboardX SummaryWriter for a local path or a URI (events uploaded through io_paths)."""
   from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   if io_paths.is_uri(logdir):
     from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
@@ -98,7 +105,8 @@ class MetricReporter:
                   "learning_rate")
 
   def __init__(self, workdir: str, total_steps: int, clips_per_step: int,
-               stream=sys.stdout, use_tensorboard: bool = True, start_step: int = 0):
+               stream=sys.stdout, use_tensorboard: bool = True, start_step: int = 0,
+               run_config=None):
     self.total_steps = total_steps
     self.clips_per_step = clips_per_step
     self.stream = stream
@@ -107,6 +115,13 @@ class MetricReporter:
     self._last_step = None
     self._tb = None
     self.jsonl_path = io_paths.join(workdir, "metrics.jsonl")
+    self._wandb = None
+    self._hparams = None
+    self._final: dict = {}
+    if self.is_writer and run_config is not None:
+      from corp_jax.train import dashboards  # pylint: disable=g-import-not-at-top
+      self._hparams = dashboards.flat_hparams(run_config)
+      self._wandb = dashboards.make_wandb(run_config, workdir)
     if self.is_writer:
       io_paths.makedirs(workdir)
       removed = cut_metrics_log(self.jsonl_path, start_step)
@@ -115,7 +130,7 @@ class MetricReporter:
               "the step this run resumes from", file=stream, flush=True)
       if use_tensorboard:
         try:
-          self._tb = _tensorboard_writer(io_paths.join(workdir, "tb"), start_step + 1)
+          self._tb = tensorboard_writer(io_paths.join(workdir, "tb"), start_step + 1)
         except ImportError:
           print("tensorboardX not installed: no TensorBoard events (metrics.jsonl still "
                 "written)", file=stream)
@@ -145,6 +160,29 @@ class MetricReporter:
         if math.isfinite(v):
           self._tb.add_scalar(f"train/{k}", v, step)
       self._tb.flush()
+    if self._wandb is not None:
+      self._wandb.log(step, scalars)
+    self._final.update(scalars)
+    return scalars
+
+  def write_eval(self, step: int, scalars: dict, paused_seconds: float = 0.0) -> dict:
+    """A periodic evaluation's scalars; `paused_seconds` of it are left out of clips/s."""
+    scalars = {k: float(v) for k, v in scalars.items()}
+    if self._last_time is not None:
+      self._last_time += paused_seconds
+    if not self.is_writer:
+      return scalars
+    print(f"step {step} eval | " + " | ".join(f"{k} {v:.4g}" for k, v in scalars.items()),
+          file=self.stream, flush=True)
+    io_paths.append_text(self.jsonl_path, json.dumps({"step": step, **scalars}) + "\n")
+    if self._tb is not None:
+      for k, v in scalars.items():
+        if math.isfinite(v):
+          self._tb.add_scalar(f"eval/{k}", v, step)
+      self._tb.flush()
+    if self._wandb is not None:
+      self._wandb.log(step, scalars, prefix="eval")
+    self._final.update(scalars)
     return scalars
 
   def info(self, message: str):
@@ -153,4 +191,9 @@ class MetricReporter:
 
   def close(self):
     if self._tb is not None:
+      if self._hparams:
+        metrics = {f"hparam/{k}": v for k, v in self._final.items() if math.isfinite(v)}
+        self._tb.add_hparams(self._hparams, metrics, name="hparams")
       self._tb.close()
+    if self._wandb is not None:
+      self._wandb.finish()
