@@ -263,3 +263,28 @@ def test_transfer_without_shard_patterns_names_the_key():
     config.data.eval_pattern = "/data/ucf101/ucf101_test-*"
   data = job_lib.resolve_data(config, pre)
   assert (data.num_classes, data.clip_len, data.stride, data.crop_size) == (101, 32, 2, 224)
+
+
+def test_figure3_panels_follow_what_the_run_logged(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text("\n".join(json.dumps({"step": s, "loss": 2.0 / s, "order_acc": 0.5 + 0.1 * s,
+                                        "contrast_top1": 0.2 * s}) for s in (1, 2)) + "\n")
+  assert plots.plot_training_curves(str(path), str(tmp_path / "f.png")) == ["loss", "order_acc"]
+  path.write_text(json.dumps({"step": 1, "loss": 1.0, "total_acc": 0.2, "order_acc": 0.5,
+                              "pair_acc": 0.6}) + "\n")
+  assert plots.plot_training_curves(str(path), str(tmp_path / "m.png")) == [
+      "loss", "total_acc", "order_acc", "pair_acc"]
+
+
+def test_report_titles_name_the_run_not_its_path(tmp_path):
+  summary = views.classification_summary(
+      np.eye(2, dtype=np.float32)[[0, 1, 1]], np.array([0, 1, 0]), 2)
+  config = ml_collections.ConfigDict({"job": "linear_eval"})
+  run = tmp_path / "deep" / "runs" / "corp_f"
+  paths = reports.write_report(str(tmp_path / "eval"), summary=summary, class_names=["a", "b"],
+                               config=config, backbone_step=7, pretrain_workdir=str(run),
+                               training_curves=False)
+  first_line = open(paths["per_class_md"]).readline()
+  assert first_line.startswith("# linear_eval of corp_f (step 7)"), first_line
+  assert str(tmp_path) not in first_line
+  assert "pretraining_curves_png" not in paths

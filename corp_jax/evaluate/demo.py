@@ -141,7 +141,8 @@ def run_embedded_linear_eval(pretrain_workdir: str, out_dir: str,
     reports.write_report(io_paths.join(out_dir, family), summary=summary, class_names=names,
                          config=config, backbone_step=backbone.step,
                          pretrain_workdir=pretrain_workdir,
-                         extra={k: v for k, v in entry.items() if k == "reversal_confusion"})
+                         extra={k: v for k, v in entry.items() if k == "reversal_confusion"},
+                         training_curves=not results)
     results[family] = entry
     dashboards.log_eval_results(out_dir, f"linear_eval_{family}", entry, step=backbone.step)
   results["timing"] = {"feature_extraction_s": round(extract_seconds, 2),

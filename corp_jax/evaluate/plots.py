@@ -22,11 +22,13 @@ import numpy as np
 
 from corp_jax import io_paths
 
-# (title, metric keys in order of preference). CORP_m logs total_acc and pair_acc; CORP_f's
-# relation head only sees same-video pairs, so its pair accuracy is its order accuracy.
-FIGURE3_PANELS = (("Cross-entropy loss (lower is better)", ("loss",)),
-                  ("Total accuracy (higher is better)", ("total_acc",)),
-                  ("Pair accuracy (higher is better)", ("pair_acc", "order_acc")))
+# The paper's Fig. 3 panels, each drawn when the run logged it: CORP_m logs total, order and
+# pair accuracy; CORP_f's relation head sees same-video pairs only, so it logs order accuracy
+# and no total or pair accuracy; SimCLR logs the loss alone.
+FIGURE3_PANELS = (("loss", "Cross-entropy loss (lower is better)"),
+                  ("total_acc", "Total accuracy (higher is better)"),
+                  ("order_acc", "Same-video order accuracy (higher is better)"),
+                  ("pair_acc", "Pair accuracy (higher is better)"))
 
 
 def _pyplot():
@@ -111,23 +113,24 @@ def plot_training_curves(metrics_path: str, out_path: str,
   rows = [r for r in read_metrics_jsonl(metrics_path) if "step" in r]
   if not rows:
     raise ValueError(f"{metrics_path} has no rows with a 'step'")
-  fig, axes = plt.subplots(1, len(FIGURE3_PANELS), figsize=(13, 3.6))
-  plotted = []
-  for ax, (label, keys) in zip(axes, FIGURE3_PANELS):
-    key = next((k for k in keys if any(r.get(k) is not None for r in rows)), None)
+  series = []
+  for key, label in FIGURE3_PANELS:
     points = [(r["step"], r[key]) for r in rows
-              if key and r.get(key) is not None and np.isfinite(r[key])]
+              if r.get(key) is not None and np.isfinite(r[key])]
     if points:
-      steps, values = zip(*points)
-      ax.plot(steps, values, marker="." if len(points) < 30 else None, label=key)
-      ax.legend(fontsize=8)
-      plotted.append(key)
-    else:
-      ax.text(0.5, 0.5, f"{' / '.join(keys)} not logged\nby this run", ha="center",
-              va="center", transform=ax.transAxes, color="gray")
+      series.append((key, label, points))
+  if not series:
+    raise ValueError(f"{metrics_path} logs none of {[k for k, _ in FIGURE3_PANELS]}")
+  fig, axes = plt.subplots(1, len(series), figsize=(3.4 * len(series) + 1, 3.6),
+                           squeeze=False)
+  for ax, (key, label, points) in zip(axes[0], series):
+    steps, values = zip(*points)
+    ax.plot(steps, values, marker="." if len(points) < 30 else None, label=key)
+    ax.legend(fontsize=8)
     ax.set_title(label, fontsize=10)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
+  plotted = [key for key, _, _ in series]
   fig.suptitle(title)
   _save(fig, out_path)
   return plotted

@@ -97,12 +97,18 @@ def jsonable(value):
 
 
 def write_report(workdir: str, *, summary: dict, class_names: Sequence[str], config,
-                 backbone_step: int, pretrain_workdir: str, extra: dict | None = None) -> dict:
-  """Writes every report file of an evaluation into `workdir`; returns {name: path}."""
+                 backbone_step: int, pretrain_workdir: str, extra: dict | None = None,
+                 training_curves: bool = True) -> dict:
+  """Writes every report file of an evaluation into `workdir`; returns {name: path}.
+
+  `training_curves=False` leaves out the pretraining curves (an evaluation that writes several
+  reports draws them once)."""
   io_paths.makedirs(workdir)
   rows = per_class_rows(summary, class_names)
   job = config.get("job", "evaluation") if hasattr(config, "get") else "evaluation"
-  title = f"{job} of {pretrain_workdir} (step {backbone_step})"
+  # Titles name the run, not where it lives on this machine.
+  run_name = io_paths.basename(io_paths.resolve(pretrain_workdir).rstrip("/")) or pretrain_workdir
+  title = f"{job} of {run_name} (step {backbone_step})"
   paths = {
       "per_class_csv": write_per_class_csv(io_paths.join(workdir, "per_class.csv"), rows),
       "per_class_md": write_per_class_markdown(
@@ -116,14 +122,14 @@ def write_report(workdir: str, *, summary: dict, class_names: Sequence[str], con
           io_paths.join(workdir, "per_class_accuracy.png"), title=title),
   }
   metrics_path = io_paths.join(pretrain_workdir, "metrics.jsonl")
-  curves_note = None
-  try:
-    curves_path = io_paths.join(workdir, "pretraining_curves.png")
-    plotted = plots.plot_training_curves(metrics_path, curves_path)
-    paths["pretraining_curves_png"] = curves_path
-    curves_note = {"plotted": plotted}
-  except (FileNotFoundError, ValueError) as e:
-    curves_note = {"skipped": str(e)}
+  curves_note = {"skipped": "drawn in another report of this evaluation"}
+  if training_curves:
+    try:
+      curves_path = io_paths.join(workdir, "pretraining_curves.png")
+      curves_note = {"plotted": plots.plot_training_curves(metrics_path, curves_path)}
+      paths["pretraining_curves_png"] = curves_path
+    except (FileNotFoundError, ValueError) as e:
+      curves_note = {"skipped": str(e)}
   results = {
       "job": job,
       "top1": summary["top1"],
