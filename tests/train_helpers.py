@@ -18,14 +18,18 @@ def tiny_config(objective="corp_f", *, steps=4, source="synthetic", num_devices=
 
 
 def apply_overrides(config, **overrides):
-  """Sets `a__b=value` keyword overrides on config.a.b (new keys allowed); returns config."""
-  with config.unlocked():
-    for dotted, value in overrides.items():
-      node = config
-      *parents, leaf = dotted.split("__")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
+  """Sets `a__b=value` keyword overrides on config.a.b; returns config.
+
+  Keys must exist (the config stays locked), so a test cannot set a key the job never reads.
+  """
+  for dotted, value in overrides.items():
+    node = config
+    *parents, leaf = dotted.split("__")
+    for p in parents:
+      node = node[p]
+    if leaf not in node:
+      raise KeyError(f"config has no key {dotted.replace('__', '.')!r}")
+    node[leaf] = value
   return config
 
 
