@@ -9,6 +9,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from corp_jax import cli_errors
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a preset: configs/corp_f.py:k400",
     lock_config=True)
@@ -23,6 +25,8 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes."
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 _LOCAL_DEVICES = flags.DEFINE_integer(
     "local_cpu_devices", 0, "CPU only: number of host devices per process (testing).")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show the traceback of a user error (bad flag, config value, input).")
 
 
 def _default_workdir() -> str:
@@ -48,9 +52,10 @@ def main(argv):
   distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value, _LOCAL_DEVICES.value)
   from corp_jax import jobs  # pylint: disable=g-import-not-at-top
-  jobs.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
+  with cli_errors.user_errors(_VERBOSE.value):
+    jobs.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
 
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("config")
-  app.run(main)
+  app.run(main, flags_parser=cli_errors.parse_flags)

@@ -14,6 +14,7 @@ pytest.importorskip("av")
 pytest.importorskip("tensorflow")
 
 from corp_jax.data import shard_writer  # pylint: disable=g-import-not-at-top
+from corp_jax.tools import faults
 from data_prep import annotations
 from data_prep import convert
 from data_prep import decode
@@ -85,54 +86,26 @@ def test_identical_runs_write_identical_shards(tmp_path):
   assert len(shards[0]) == 2 and shards[0] == shards[1]
 
 
-def _descendants(pid):
-  """Pids of every live process below `pid` (from /proc)."""
-  children = {}
-  for entry in os.listdir("/proc"):
-    if entry.isdigit():
-      try:
-        with open(f"/proc/{entry}/stat") as f:
-          fields = f.read().rsplit(")", 1)[1].split()
-      except OSError:
-        continue
-      if fields[0] != "Z":
-        children.setdefault(int(fields[1]), []).append(int(entry))
-  found, todo = [], [pid]
-  while todo:
-    for child in children.get(todo.pop(), []):
-      found.append(child)
-      todo.append(child)
-  return found
-
-
-def _alive(pid):
-  try:
-    with open(f"/proc/{pid}/stat") as f:
-      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-  except OSError:
-    return False
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc (Linux)")
 @needs_mp4
-def test_sigkill_leaves_no_worker_or_tracker_alive(tmp_path):
+def test_sigkill_leaves_no_worker_or_trackerfaults.alive(tmp_path):
   video_dir = tmp_path / "videos"
   _videos(video_dir, ["a.mp4", "b.mp4"], frames=2)
   proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "data_prep_driver.py"),
                            str(video_dir), str(tmp_path / "out")], cwd=ROOT)
   try:
     deadline = time.time() + 60
-    while len(_descendants(proc.pid)) < 3 and time.time() < deadline:  # 2 workers + tracker
+    while len(faults.descendants(proc.pid)) < 3 and time.time() < deadline:  # 2 workers + tracker
       time.sleep(0.2)
-    children = _descendants(proc.pid)
+    children = faults.descendants(proc.pid)
     assert len(children) >= 3, "the pool never started"
     time.sleep(1.0)  # the workers are now inside the blocking decode
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 5
-    while any(_alive(c) for c in children) and time.time() < deadline:
+    while any(faults.alive(c) for c in children) and time.time() < deadline:
       time.sleep(0.1)
-    survivors = [c for c in children if _alive(c)]
+    survivors = [c for c in children if faults.alive(c)]
   finally:
     proc.kill()
   for pid in survivors:  # clean up before failing
