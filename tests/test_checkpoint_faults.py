@@ -18,6 +18,9 @@ from corp_jax.train import inputs as inputs_lib
 from corp_jax.train import loop
 from tests.train_helpers import flat_params, tiny_config
 
+# A failed read leaves Orbax read coroutines unawaited; Python reports them at collection.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -111,3 +114,13 @@ def test_checkpoint_manager_is_closed_when_the_run_fails(tmp_path, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     loop.pretrain(tiny_config("corp_f", steps=2), str(tmp_path / "w"))
   assert closed
+
+
+def test_a_step_without_its_item_folder_is_named_plainly(trained, tmp_path):
+  workdir = str(tmp_path / "no_item")
+  shutil.copytree(trained[1], workdir)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "3", "default"))
+  messages = []
+  assert ckpt_lib.restore_backbone(workdir, log=messages.append)[2] == 2
+  assert "item folder (default/) is missing" in messages[0]
+  assert "handler_registry" not in messages[0]

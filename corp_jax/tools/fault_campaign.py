@@ -250,8 +250,9 @@ def pretrain_stage(root: str, trials: int, steps: int, rng: random.Random, deadl
   log(f"pretrain baseline: {steps} steps in {time.time() - start:.1f}s")
   expected = final_state(base)
   # Seconds per step, for kill points inside a step: measured on the baseline's checkpoints.
-  times = [os.path.getmtime(os.path.join(base, "checkpoints", str(s))) for s in range(1, steps + 1)]
-  step_s = max(0.05, (times[-1] - times[0]) / max(1, steps - 1))
+  kept = _committed_steps(base)  # the newest keep_checkpoints steps
+  times = [os.path.getmtime(os.path.join(base, "checkpoints", str(s))) for s in kept]
+  step_s = max(0.05, (times[-1] - times[0]) / max(1, kept[-1] - kept[0]))
 
   for trial in range(trials):
     if time.time() > deadline:

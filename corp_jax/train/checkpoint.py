@@ -143,9 +143,15 @@ def _short_cause(error: BaseException) -> str:
     seen.add(id(error))
     chain.append(error)
     error = error.__cause__ or error.__context__
+  if any("handler_registry" in str(e) for e in chain):
+    # Orbax's wording for a step folder without its item: not a registration problem.
+    return "its item folder (default/) is missing or empty"
   coded = [e for e in chain if re.match(r"^[A-Z_]{4,}: ", str(e))]  # e.g. DATA_LOSS: ...
-  chosen = coded[-1] if coded else chain[0]
-  text = str(chosen).strip().splitlines()[0] if str(chosen).strip() else type(chosen).__name__
+  readable = [e for e in chain if isinstance(e, (ValueError, OSError))]  # JSON, file errors
+  chosen = coded[-1] if coded else (readable[0] if readable else chain[0])
+  text = str(chosen).strip().splitlines()[0] if str(chosen).strip() else ""
+  if not coded:
+    text = f"{type(chosen).__name__}: {text}" if text else type(chosen).__name__
   text = re.sub(r' in OCDBT database at local file "[^"]*"', "", text)
   text = re.sub(r"\s*\[tensorstore_spec=.*$", "", text)
   return text if len(text) <= 240 else text[:237] + "..."
