@@ -124,3 +124,15 @@ def test_a_step_without_its_item_folder_is_named_plainly(trained, tmp_path):
   assert ckpt_lib.restore_backbone(workdir, log=messages.append)[2] == 2
   assert "item folder (default/) is missing" in messages[0]
   assert "handler_registry" not in messages[0]
+
+
+def test_evaluation_job_restore_reports_and_falls_back(trained, tmp_path, capsys):
+  from corp_jax.evaluate import features  # pylint: disable=g-import-not-at-top
+  workdir = _damaged_copy(trained, tmp_path, "zero_bytes")
+  capsys.readouterr()
+  assert features.restore_frozen_backbone(workdir, 0).step == 2
+  assert re.search(r"checkpoint step 3 in \S+ is damaged \(.+\); moved to .*; using step 2",
+                   capsys.readouterr().err)
+  workdir = _damaged_copy(trained, tmp_path / "explicit", "zero_bytes")
+  with pytest.raises(ckpt_lib.CorruptCheckpoint, match=r"step 3 .*--config.pretrain_step"):
+    features.restore_frozen_backbone(workdir, 3)
