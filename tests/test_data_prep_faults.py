@@ -88,14 +88,15 @@ def test_identical_runs_write_identical_shards(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc (Linux)")
 @needs_mp4
-def test_sigkill_leaves_no_worker_or_trackerfaults.alive(tmp_path):
+def test_sigkill_leaves_no_worker_or_tracker_alive(tmp_path):
   video_dir = tmp_path / "videos"
   _videos(video_dir, ["a.mp4", "b.mp4"], frames=2)
   proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "data_prep_driver.py"),
                            str(video_dir), str(tmp_path / "out")], cwd=ROOT)
   try:
     deadline = time.time() + 60
-    while len(faults.descendants(proc.pid)) < 3 and time.time() < deadline:  # 2 workers + tracker
+    # The pool is up: 2 workers and the multiprocessing resource tracker.
+    while len(faults.descendants(proc.pid)) < 3 and time.time() < deadline:
       time.sleep(0.2)
     children = faults.descendants(proc.pid)
     assert len(children) >= 3, "the pool never started"
