@@ -9,8 +9,9 @@ Stages (each in fresh folders under --workdir, a temporary folder by default):
               data_prep.videos_to_tfrecords` (2 decode workers). Baseline: one uninterrupted
               run. Each trial: start the command, SIGKILL it at a random point (once the
               decode pool is up and a random number of shards is written, plus up to
-              0.5 s), check that no child (decode worker, resource tracker) outlives it by 5 s, rerun the
-              same command to completion, compare every shard and the metadata byte for byte.
+              0.5 s), check that no child (decode worker, resource tracker) outlives it by
+              5 s, rerun the same command to completion, compare every shard and the
+              metadata byte for byte.
   pretrain    `python -m corp_jax.main` on the 'test' preset with synthetic data, a
               checkpoint every step. Baseline: one uninterrupted run. Each trial: SIGKILL
               after a random number of committed checkpoints plus a random fraction of a
