@@ -136,3 +136,23 @@ def test_evaluation_job_restore_reports_and_falls_back(trained, tmp_path, capsys
   workdir = _damaged_copy(trained, tmp_path / "explicit", "zero_bytes")
   with pytest.raises(ckpt_lib.CorruptCheckpoint, match=r"step 3 .*--config.pretrain_step"):
     features.restore_frozen_backbone(workdir, 3)
+
+
+def test_silently_damaged_data_is_caught_by_the_saved_checksums(trained, tmp_path):
+  # A zeroed run of bytes can decode without error; what reads back then differs from the
+  # arrays' checksums taken at save time. Simulated here by a checksum that no longer fits.
+  import json  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "silent")
+  shutil.copytree(trained[1], workdir)
+  digest_file = os.path.join(workdir, "checkpoints", "digests", "3.json")
+  with open(digest_file) as f:
+    digests = json.load(f)
+  assert len(digests) > 10 and any(k.startswith("params/") for k in digests)
+  key = sorted(k for k in digests if k.startswith("params/"))[0]
+  digests[key] = "0" * 64
+  with open(digest_file, "w") as f:
+    json.dump(digests, f)
+  messages = []
+  assert ckpt_lib.restore_backbone(workdir, log=messages.append)[2] == 2
+  assert "differ from their checksums taken at save time" in messages[0], messages
+  assert key in messages[0]

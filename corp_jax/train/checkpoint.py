@@ -8,7 +8,9 @@ The backbone that evaluation jobs restore is `params['backbone']` + `batch_stats
 of any step; `restore_backbone(workdir, step=None)` returns exactly that.
 
 Damaged checkpoints (a truncated or zeroed file, deleted metadata: disk faults, a full disk,
-a copy cut short) are found by reading the step back. `newest_intact_step` (resuming) and
+a copy cut short) are found by reading the step back and comparing each array with the
+sha256 that `save` stored in `checkpoints/digests/<step>.json` (single-process runs; a
+zeroed run of bytes inside compressed data can decode without any error). `newest_intact_step` (resuming) and
 `restore_backbone` without a step (evaluation) report such a step in one line with its cause,
 move it aside to `checkpoints/corrupt-<step>-<UTC time>/` (never deleted: Orbax ignores the
 name) and fall back to the newest step that reads back completely. An explicitly requested
@@ -17,6 +19,8 @@ step that is damaged raises `CorruptCheckpoint` naming it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import sys
@@ -65,7 +69,56 @@ class ClosingManagers:
     return False
 
 
+def _digest_dir(manager: ocp.CheckpointManager) -> str:
+  # A non-numeric name inside checkpoints/: Orbax neither lists nor deletes it.
+  return os.path.join(str(manager.directory), "digests")
+
+
+def _digests(tree) -> dict[str, str]:
+  """sha256 of each array's dtype, shape and bytes, keyed by its path."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  digests = {}
+  for path, leaf in flat:
+    array = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    digests[_path_name(path)] = digest.hexdigest()
+  return digests
+
+
+def _write_digests(manager: ocp.CheckpointManager, step: int, state_dict: dict) -> None:
+  """Stores the arrays' checksums of `step`, so a read can tell silently damaged data (a
+  zeroed run of bytes can decode without error). Single-process runs only: a process of a
+  multi-process run does not hold whole arrays."""
+  if jax.process_count() != 1:
+    return
+  directory = _digest_dir(manager)
+  os.makedirs(directory, exist_ok=True)
+  kept = {str(s) for s in manager.all_steps()} | {str(step)}
+  for name in os.listdir(directory):
+    if name.endswith(".json") and name[:-5] not in kept:
+      os.remove(os.path.join(directory, name))
+  path = os.path.join(directory, f"{step}.json")
+  with open(f"{path}.tmp", "w") as f:
+    json.dump(_digests(state_dict), f)
+  os.replace(f"{path}.tmp", path)
+
+
+def _check_digests(manager: ocp.CheckpointManager, step: int, restored) -> None:
+  path = os.path.join(_digest_dir(manager), f"{step}.json")
+  if not os.path.exists(path):
+    return  # written by a multi-process run: readability is the only check
+  with open(path) as f:
+    expected = json.load(f)
+  actual = _digests(restored)
+  damaged = sorted(k for k in expected if actual.get(k) != expected[k])
+  if damaged:
+    raise ValueError(f"{len(damaged)} array(s) differ from their checksums taken at save "
+                     f"time (silently damaged data), e.g. {damaged[0]}")
+
+
 def save(manager: ocp.CheckpointManager, step: int, state_dict: dict, *, force=False) -> bool:
+  _write_digests(manager, step, state_dict)
   return manager.save(step, args=ocp.args.StandardSave(state_dict), force=force)
 
 
@@ -165,11 +218,18 @@ def _read_whole_step(manager: ocp.CheckpointManager, step: int) -> dict:
   if not leaves or not all(hasattr(m, "shape") for m in leaves):
     raise FileNotFoundError("its array metadata is missing or unreadable")
   # An explicit single-device sharding lets a checkpoint written on N devices (or hosts)
-  # be restored by a process with any other device count.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  # be restored by a process with any other device count; host memory when there is a CPU
+  # backend, so checking a step costs no accelerator memory.
+  try:
+    device = jax.local_devices(backend="cpu")[0]
+  except RuntimeError:  # JAX_PLATFORMS without cpu
+    device = jax.local_devices()[0]
+  sharding = jax.sharding.SingleDeviceSharding(device)
   abstract = jax.tree_util.tree_map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), metadata)
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  _check_digests(manager, step, restored)
+  return restored
 
 
 def set_aside(manager: ocp.CheckpointManager, step: int) -> str:
@@ -207,7 +267,7 @@ def restore_newest_intact(manager: ocp.CheckpointManager, log=_stderr):
     else:
       manager.reload()
     older = [s for s in manager.all_steps() if s < step]
-    fallback = f"using step {max(older)}" if older else "no older checkpoint: starting fresh"
+    fallback = f"using step {max(older)}" if older else "no older checkpoint left"
     log(f"checkpoint step {step} in {directory} is damaged ({cause}); {where}; {fallback}")
   return None, None
 
