@@ -9,6 +9,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from corp_jax import cli_errors
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a preset: configs/corp_f.py:k400",
     lock_config=True)
@@ -30,6 +32,8 @@ _GPUS_PER_PROCESS = flags.DEFINE_enum(
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Print the resolved multi-host arguments (what reaches "
     "jax.distributed.initialize), the config name and the workdir as JSON, then exit.")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show the traceback of a user error (bad flag, config value, input).")
 
 
 def _default_workdir() -> str:
@@ -77,9 +81,10 @@ def main(argv):
   except ValueError as e:  # a flag or launcher setting the user can fix
     raise app.UsageError(str(e)) from None
   from corp_jax import jobs  # pylint: disable=g-import-not-at-top
-  jobs.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
+  with cli_errors.user_errors(_VERBOSE.value):
+    jobs.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
 
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("config")
-  app.run(main)
+  app.run(main, flags_parser=cli_errors.parse_flags)

@@ -24,7 +24,8 @@ import os
 import re
 
 from data_prep import formats
-from data_prep.entries import AnnotationError, VideoEntry, find_videos
+from data_prep.entries import AnnotationError, VideoEntry, check_printable, find_videos
+from data_prep.entries import read_text, text_lines
 
 FORMATS = ("csv", "kinetics", "ssv2", "ucf101", "hmdb51", "folder")
 _INDEXED_NAME_RE = re.compile(r"^(\d+)\s+(\S.*)$")
@@ -64,11 +65,10 @@ def _names_from_index_map(mapping: dict, path: str) -> list[str]:
 
 
 def _names_from_json(path: str) -> list[str]:
-  with open(path, encoding="utf-8-sig") as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise AnnotationError(path, e.lineno, f"invalid JSON: {e.msg}") from None
+  try:
+    data = json.loads(read_text(path))
+  except json.JSONDecodeError as e:
+    raise AnnotationError(path, e.lineno, f"invalid JSON: {e.msg}") from None
   if isinstance(data, dict) and isinstance(data.get("class_names"), list):
     data = data["class_names"]
   if isinstance(data, dict):
@@ -81,10 +81,10 @@ def _names_from_json(path: str) -> list[str]:
 
 def _names_from_text(path: str) -> list[str]:
   lines = []
-  with open(path, encoding="utf-8-sig") as f:
-    for number, text in enumerate(f, start=1):
-      if text.strip():
-        lines.append((number, text.strip()))
+  for number, text in text_lines(read_text(path)):
+    if text.strip():
+      check_printable(text.strip(), "class name", path, number)
+      lines.append((number, text.strip()))
   matches = [_INDEXED_NAME_RE.match(text) for _, text in lines]
   if lines and all(matches):
     indices = [int(m.group(1)) for m in matches]
@@ -110,6 +110,8 @@ def load_class_names(path: str) -> list[str]:
   names = _names_from_json(path) if path.endswith(".json") else _names_from_text(path)
   if not names:
     raise AnnotationError(path, None, "no class names in file")
+  for name in names:
+    check_printable(name, "class name", path, None)
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:
     raise AnnotationError(path, None, f"duplicate class names {duplicates}")
@@ -145,6 +147,13 @@ def _read_entries(fmt: str, annotations: str | None, video_dir: str,
   return formats.parse_ssv2(annotations)
 
 
+def _check_printable(entries: list[VideoEntry]) -> None:
+  for entry in entries:
+    if entry.label is not None:
+      check_printable(entry.label, "label", entry.source, entry.line)
+    check_printable(entry.path, "video path", entry.source, entry.line)
+
+
 def _check_duplicates(entries: list[VideoEntry]) -> None:
   first_seen: dict[str, VideoEntry] = {}
   for entry in entries:
@@ -163,6 +172,7 @@ def parse_annotations(fmt: str, annotations: str | None, video_dir: str,
   if fmt not in FORMATS:
     raise ValueError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
   entries = _read_entries(fmt, annotations, video_dir, split)
+  _check_printable(entries)
   _check_duplicates(entries)
   names_file = class_names
   if names_file is None and fmt == "ucf101":

@@ -4,11 +4,15 @@
   1. Shard assignment is deterministic: the annotation order shuffled with `options.seed`
      (so classes listed in blocks spread over all shards), then video i goes to shard
      i % num_shards. A rerun with the same inputs therefore knows what each shard holds.
-  2. Shards already finished by an earlier run (see `progress.py`) are skipped; leftover
-     temporaries are deleted. `overwrite` clears all outputs of NAME first.
+  2. Shards already finished by an earlier run (see `progress.py`) are kept; leftover
+     temporaries are deleted. A finished shard with videos that failed is rewritten, so a
+     rerun retries those videos (after a missing file was restored or `--video_dir` fixed)
+     and their old failure records are replaced. `overwrite` clears all outputs of NAME first.
   3. Videos are decoded by `options.workers` processes (0: in this process) with a bounded
      look-ahead, and written in order by this process through `AtomicShardWriter`: a shard
      gets its final name only once complete, so Ctrl-C or a crash leaves none half-written.
+     Records are serialised deterministically, so identical runs write identical bytes.
+     Workers exit by themselves when this process dies (even by SIGKILL).
   4. Unusable videos (`decode.VideoSkipped`, or any other error while decoding one video)
      are skipped and listed in `NAME.report.json`; `NAME.metadata.json` is written at the end.
 `ConversionResult.ok` is False when failed / total exceeds `max_failure_fraction`.
@@ -24,6 +28,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -97,9 +102,24 @@ def decode_or_skip(path: str, options: decode.DecodeOptions, decode_fn: DecodeFn
     return ("skipped", "decode_error", f"{type(e).__name__}: {e}")
 
 
-def _ignore_sigint():
+# How often a worker checks that the converting process is still alive.
+_PARENT_POLL_SECONDS = 0.2
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+  while os.getppid() == parent_pid:
+    time.sleep(_PARENT_POLL_SECONDS)
+  os._exit(1)  # pylint: disable=protected-access
+
+
+def _init_worker(parent_pid: int):
   # Ctrl-C reaches the whole process group; only the parent should react (it cleans up).
   signal.signal(signal.SIGINT, signal.SIG_IGN)
+  # A SIGKILLed parent cannot shut the pool down, and a worker blocked on the task pipe
+  # would wait forever (it holds the pipe's write end itself, so no EOF comes), keeping the
+  # resource tracker alive too: each worker watches its parent and exits when orphaned.
+  threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True,
+                   name="exit-when-orphaned").start()
 
 
 def _decoded_in_order(paths, options: ConvertOptions, decode_fn: DecodeFn):
@@ -111,7 +131,7 @@ def _decoded_in_order(paths, options: ConvertOptions, decode_fn: DecodeFn):
   # spawn: the parent holds TensorFlow, which is not safe to fork.
   executor = concurrent.futures.ProcessPoolExecutor(
       max_workers=options.workers, mp_context=multiprocessing.get_context("spawn"),
-      initializer=_ignore_sigint)
+      initializer=_init_worker, initargs=(os.getpid(),))
   pending = collections.deque()
   lookahead = 4 * options.workers  # Bounds the decoded videos held in memory.
   try:
@@ -138,7 +158,8 @@ def _write_shard(index: int, videos, results, options: ConvertOptions) -> dict:
       example = records.make_sequence_example(
           decoded.jpeg_frames, label_index=video.label_index, label_text=video.label_text,
           filename=video.path, fps=decoded.fps)
-      writer.write(example.SerializeToString())
+      # deterministic: protobuf map order otherwise varies between processes.
+      writer.write(example.SerializeToString(deterministic=True))
       stats.add_written(video.label_index, len(decoded.jpeg_frames), decoded.source_fps)
   return stats.as_dict()
 
@@ -191,9 +212,15 @@ def convert(annotation_set: AnnotationSet, options: ConvertOptions,
 
   shards = assign_shards(annotation_set.videos, num, options.seed)
   summaries = progress.finished_shards(out, name, num)
+  retry = sorted(i for i, shard_summary in summaries.items() if shard_summary["failures"])
+  if retry:
+    failed = sum(len(summaries.pop(i)["failures"]) for i in retry)
+    log(f"retrying the {failed} videos that failed in an earlier run: rewriting "
+        f"{len(retry)} shard(s) {', '.join(str(i + 1) for i in retry)} (their other videos "
+        f"are converted again, their old failure records dropped)")
   todo = [i for i in range(num) if i not in summaries]
   if summaries:
-    log(f"resuming: {len(summaries)} of {num} shards already complete")
+    log(f"resuming: keeping {len(summaries)} of {num} shards complete without failures")
   paths = [os.path.join(options.video_dir, v.path) for i in todo for v in shards[i]]
   results = _decoded_in_order(paths, options, decode_fn)
   start = time.time()

@@ -28,11 +28,12 @@ folder as `file` is taken from there (some archives are unpacked flat).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
 
-from data_prep.entries import AnnotationError, VideoEntry, find_videos
+from data_prep.entries import AnnotationError, VideoEntry, find_videos, read_text, text_lines
 
 _CSV_HEADER_NAMES = frozenset({"path", "video", "video_path", "filename", "file"})
 _SPLIT_RE = re.compile(r"^(train|test)([123])$")
@@ -40,9 +41,24 @@ _HMDB_FILE_RE = re.compile(r"^(.+)_test_split([123])\.txt$")
 
 
 def _read_lines(path: str):
-  with open(path, encoding="utf-8-sig") as f:
-    for number, line in enumerate(f, start=1):
-      yield number, line.strip()
+  for number, line in text_lines(read_text(path)):
+    yield number, line.strip()
+
+
+def _csv_rows(path: str):
+  """(first line, fields) of each CSV row. A row spanning several lines can only come from
+  an unbalanced quote (no path or label holds a newline): an error naming its first line,
+  instead of silently merging every later line into one field."""
+  reader = csv.reader(io.StringIO(read_text(path), newline=""))
+  first_line = 1
+  for row in reader:
+    if reader.line_num > first_line and any("\n" in f or "\r" in f for f in row):
+      raise AnnotationError(
+          path, first_line, f"unbalanced '\"': a quoted field opened on this line is never "
+          f"closed, so lines {first_line}-{reader.line_num} would merge into one field; "
+          "close the quote (or remove it)")
+    yield first_line, row
+    first_line = reader.line_num + 1
 
 
 def parse_split(split: str | None, source: str) -> tuple[str, int]:
@@ -56,22 +72,19 @@ def parse_split(split: str | None, source: str) -> tuple[str, int]:
 
 def parse_csv(path: str) -> list[VideoEntry]:
   entries = []
-  with open(path, encoding="utf-8-sig", newline="") as f:
-    reader = csv.reader(f)
-    first_row = True
-    for row in reader:
-      line = reader.line_num
-      fields = [field.strip() for field in row]
-      if not any(fields) or fields[0].startswith("#"):
-        continue
-      if first_row and fields[0].lower() in _CSV_HEADER_NAMES:
-        first_row = False
-        continue
+  first_row = True
+  for line, row in _csv_rows(path):
+    fields = [field.strip() for field in row]
+    if not any(fields) or fields[0].startswith("#"):
+      continue
+    if first_row and fields[0].lower() in _CSV_HEADER_NAMES:
       first_row = False
-      if len(fields) != 2 or not fields[0] or not fields[1]:
-        raise AnnotationError(path, line, f"expected 'path,label', got {','.join(row)!r}")
-      entries.append(VideoEntry(path=os.path.normpath(fields[0]), label=fields[1],
-                                source=path, line=line))
+      continue
+    first_row = False
+    if len(fields) != 2 or not fields[0] or not fields[1]:
+      raise AnnotationError(path, line, f"expected 'path,label', got {','.join(row)!r}")
+    entries.append(VideoEntry(path=os.path.normpath(fields[0]), label=fields[1],
+                              source=path, line=line))
   return entries
 
 
@@ -114,44 +127,41 @@ def _parse_time(value: str, column: str, path: str, line: int) -> int:
 def parse_kinetics(path: str, video_dir: str, split: str | None) -> list[VideoEntry]:
   lookup = _KineticsLookup(video_dir)
   entries = []
-  with open(path, encoding="utf-8-sig", newline="") as f:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    columns = [c.strip() for c in header] if header else []
-    required = ("youtube_id", "time_start", "time_end")
-    if any(c not in columns for c in required):
-      raise AnnotationError(path, 1, "expected a header with columns "
-                            f"label,youtube_id,time_start,time_end[,split], got {columns}")
-    if split is not None and "split" not in columns:
-      raise AnnotationError(path, 1, f"--split {split!r} given but the file has no split column")
-    index = {c: i for i, c in enumerate(columns)}
-    for row in reader:
-      line = reader.line_num
-      if not any(field.strip() for field in row):
-        continue
-      if len(row) != len(columns):
-        raise AnnotationError(path, line,
-                              f"expected {len(columns)} fields ({','.join(columns)}), "
-                              f"got {len(row)}: {','.join(row)!r}")
-      value = {c: row[i].strip() for c, i in index.items()}
-      if split is not None and value["split"] != split:
-        continue
-      youtube_id = value["youtube_id"]
-      if not youtube_id:
-        raise AnnotationError(path, line, "empty youtube_id")
-      start = _parse_time(value["time_start"], "time_start", path, line)
-      end = _parse_time(value["time_end"], "time_end", path, line)
-      stem = f"{youtube_id}_{start:06d}_{end:06d}"
-      relpath = lookup.find(youtube_id, stem) or f"{stem}.mp4"
-      label = value.get("label") or None
-      entries.append(VideoEntry(path=relpath, label=label, source=path, line=line, key=stem))
+  rows = _csv_rows(path)
+  header = next(rows, (1, None))[1]
+  columns = [c.strip() for c in header] if header else []
+  required = ("youtube_id", "time_start", "time_end")
+  if any(c not in columns for c in required):
+    raise AnnotationError(path, 1, "expected a header with columns "
+                          f"label,youtube_id,time_start,time_end[,split], got {columns}")
+  if split is not None and "split" not in columns:
+    raise AnnotationError(path, 1, f"--split {split!r} given but the file has no split column")
+  index = {c: i for i, c in enumerate(columns)}
+  for line, row in rows:
+    if not any(field.strip() for field in row):
+      continue
+    if len(row) != len(columns):
+      raise AnnotationError(path, line,
+                            f"expected {len(columns)} fields ({','.join(columns)}), "
+                            f"got {len(row)}: {','.join(row)!r}")
+    value = {c: row[i].strip() for c, i in index.items()}
+    if split is not None and value["split"] != split:
+      continue
+    youtube_id = value["youtube_id"]
+    if not youtube_id:
+      raise AnnotationError(path, line, "empty youtube_id")
+    start = _parse_time(value["time_start"], "time_start", path, line)
+    end = _parse_time(value["time_end"], "time_end", path, line)
+    stem = f"{youtube_id}_{start:06d}_{end:06d}"
+    relpath = lookup.find(youtube_id, stem) or f"{stem}.mp4"
+    label = value.get("label") or None
+    entries.append(VideoEntry(path=relpath, label=label, source=path, line=line, key=stem))
   return entries
 
 
 def _json_array_with_lines(path: str) -> list[tuple[int, object]]:
   """Parses a JSON array, returning (line where the element starts, element) pairs."""
-  with open(path, encoding="utf-8-sig") as f:
-    text = f.read()
+  text = read_text(path)
   decoder = json.JSONDecoder()
   ws = re.compile(r"[ \t\n\r]*")
   line_of = lambda pos: text.count("\n", 0, pos) + 1

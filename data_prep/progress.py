@@ -6,6 +6,7 @@ Layout, beside the shards in the output folder:
 
 A shard counts as finished only when both its final file and its summary exist (a crash
 between the rename and the summary makes the rerun redo that shard, which is deterministic).
+A finished shard whose summary lists failed videos is redone by the rerun (`convert.py`).
 A rerun whose plan differs from the stored one (other annotations, classes, shard count,
 sizes, fps, quality, seed) would mix incompatible shards, so it is refused unless
 `--overwrite` clears the old outputs first.

@@ -7,7 +7,9 @@
 
 Writes OUT/NAME-00000-of-0000N ... (one SequenceExample per video, see
 corp_jax/data/records.py), OUT/NAME.metadata.json, OUT/NAME.report.json and
-OUT/NAME.progress/ (what lets a rerun of the same command resume). Exit status: 0 when
+OUT/NAME.progress/ (what lets a rerun of the same command resume: it keeps the complete
+shards and rewrites those holding a video that failed, so that video is tried again).
+Annotation files must be UTF-8. Exit status: 0 when
 the share of skipped videos is within --max_failure_fraction, 1 when above it, 2 for a
 usage or annotation error (the message names the file and line), 130 when interrupted.
 """
@@ -90,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     return 130
   print(summary.format_report(result.report))
   print(f"wrote {len(result.shard_paths)} shards, {result.metadata_path}, {result.report_path}")
+  if result.report["failed"]:
+    print(f"{result.report['failed']} videos failed (listed in {result.report_path}); after "
+          "fixing them (or --video_dir), rerun the same command: only their shards are "
+          "redone (--overwrite rebuilds everything)")
   return 0 if result.ok else 1
 
 

@@ -173,7 +173,7 @@ def test_bad_videos_are_skipped_and_reported(converted):
 
 def test_exit_status_is_1_when_failures_exceed_tolerance(converted, dataset):
   out, _ = converted
-  # Same plan, so this resumes (nothing left to decode) and re-judges the tolerance.
+  # Same plan: the rerun retries the failed videos (they fail again), re-judges the tolerance.
   rc = videos_to_tfrecords.main(_args(dataset, out, "--max_failure_fraction", "0.5"))
   assert rc == 1
   with open(out / "train.report.json") as f:

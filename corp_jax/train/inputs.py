@@ -63,13 +63,26 @@ def synthetic_batches(*, seed: int, start_step: int, global_batch: int, process_
     step += 1
 
 
+def validate_data_config(data) -> None:
+  """Raises ValueError naming the key when `config.data` cannot name a training source;
+  cheap (opens nothing), so a job checks it before creating any output."""
+  if data.source not in SOURCES:
+    raise ValueError(f"config.data.source must be one of {SOURCES}, got {data.source!r}")
+  if data.source == "tfrecord" and not data.train_pattern:
+    raise ValueError(
+        "config.data.train_pattern is required for config.data.source='tfrecord', e.g. "
+        "--config.data.train_pattern='/data/k400/k400_train-*' (shards from "
+        "python -m data_prep.videos_to_tfrecords)")
+  if data.source == "tfds" and not data.tfds_name:
+    raise ValueError("config.data.tfds_name is required for config.data.source='tfds'")
+
+
 def make_train_inputs(config, *, per_process_batch: int, start_step: int) -> TrainInputs:
   """Builds the per-process training stream described by `config.data`."""
   import jax  # pylint: disable=g-import-not-at-top
 
   data = config.data
-  if data.source not in SOURCES:
-    raise ValueError(f"config.data.source must be one of {SOURCES}, got {data.source!r}")
+  validate_data_config(data)
   if data.source == "synthetic":
     it = synthetic_batches(
         seed=config.seed, start_step=start_step,
@@ -87,16 +100,9 @@ def make_train_inputs(config, *, per_process_batch: int, start_step: int) -> Tra
     num_videos = info["train"]["num_examples"]
     source = info["train"]["files"]
   elif data.source == "tfrecord":
-    if not data.train_pattern:
-      raise ValueError(
-          "config.data.train_pattern is required for config.data.source='tfrecord', e.g. "
-          "--config.data.train_pattern='/data/k400/k400_train-*' (shards from "
-          "python -m data_prep.videos_to_tfrecords)")
     source = data.train_pattern
     num_videos = num_videos or _videos_from_metadata(data.train_pattern)
   else:  # tfds
-    if not data.tfds_name:
-      raise ValueError("config.data.tfds_name is required for config.data.source='tfds'")
     from corp_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
     source = tfds_source.tfds_video_source(
         data.tfds_name, data.tfds_data_dir, data.tfds_split, label_key=data.tfds_label_key)

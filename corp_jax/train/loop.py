@@ -71,6 +71,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 def pretrain(config, workdir: str):
   """Runs (or resumes) pretraining; returns (final TrainState, summary dict)."""
+  with ckpt_lib.ClosingManagers() as managers:
+    return _pretrain(config, workdir, managers)
+
+
+def _pretrain(config, workdir: str, managers):
   workdir = io_paths.resolve(workdir)  # a local path or a URI such as gs://bucket/run
   objective = objectives_lib.get_objective(config.objective)
   mesh = mesh_lib.create_mesh(config.train.num_devices or None)
@@ -78,11 +83,13 @@ def pretrain(config, workdir: str):
   objectives_lib.validate(objective, config.data.num_clips, split.per_device,
                           config.loss.group_size)
   model = model_lib.model_from_config(config.model, objective.head_classes)
+  inputs_lib.validate_data_config(config.data)
   save_config(config, workdir)
 
   manager = ckpt_lib.make_manager(workdir, max_to_keep=config.train.keep_checkpoints,
                                   async_save=config.train.async_checkpoints)
-  start_step = manager.latest_step() or 0
+  managers.track(manager)
+  start_step = ckpt_lib.newest_intact_step(manager) or 0
   train_inputs = inputs_lib.make_train_inputs(
       config, per_process_batch=split.per_process, start_step=start_step)
   total_steps = resolve_total_steps(config, train_inputs.num_videos)
