@@ -11,6 +11,7 @@ pytest.importorskip("tensorflow")
 from corp_jax.tools import fault_campaign  # pylint: disable=g-import-not-at-top
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="orphan check needs /proc (Linux)")
 def test_small_fault_campaign_loses_nothing(tmp_path):
   lines = []
