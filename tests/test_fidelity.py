@@ -43,6 +43,13 @@ def test_order_accuracy_is_the_mean_of_the_last_tenth(tmp_path):
   assert fidelity.order_accuracy_at_end(str(tmp_path / "missing")) is None
 
 
+def test_clip_overlap_at_the_demo_stride():
+  # 8-frame clips at stride 3 span 22 frames; Eq. 3 keeps starts >= ceil((L - 24) / K) apart.
+  short = fidelity.clip_overlap(40, 8, 3, 2, draws=200)
+  assert short["share"] == 1.0 and short["min_gap"] >= 8 and short["span"] == 22
+  assert fidelity.clip_overlap(120, 8, 3, 4, draws=200)["share"] == 0.0
+
+
 def test_direction_accuracy_counts_only_choices_inside_the_pair():
   labels = np.array([0, 0, 1, 1, 2, 3])
   predictions = np.array([0, 1, 1, 2, 3, 3])  # right, partner, right, other pair, partner, right

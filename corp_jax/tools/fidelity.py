@@ -62,6 +62,42 @@ def order_accuracy_at_end(workdir: str, fraction: float = 0.1) -> float | None:
   return float(np.mean(keep))
 
 
+def clip_overlap(num_frames: int, clip_len: int, stride: int, num_clips: int,
+                 draws: int = 2000) -> dict:
+  """How often two clips of one video share frames under the training sampler (Eq. 3).
+
+  Returns {'share': fraction of same-video clip pairs whose frame spans overlap, 'min_gap',
+  'median_gap': start distances in frames, 'span': frames one clip covers}. When clips
+  overlap, "the end of one looks like the start of the other" orders them without any sense
+  of direction.
+  """
+  from corp_jax.data import sampling  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  span = (clip_len - 1) * stride + 1
+  gaps = []
+  for _ in range(draws):
+    starts = sampling.sample_clip_starts(rng, num_frames, clip_len, stride, num_clips)
+    gaps += [abs(int(a) - int(b)) for i, a in enumerate(starts) for b in starts[i + 1:]]
+  gaps = np.asarray(gaps)
+  return {"share": float(np.mean(gaps < span)), "min_gap": int(gaps.min()),
+          "median_gap": float(np.median(gaps)), "span": span}
+
+
+def run_clip_overlap(run_dir: str, manifest: dict) -> dict | None:
+  """`clip_overlap` of a run, from its pretraining config.json and the set's video length."""
+  path = os.path.join(run_dir, "pretrain", "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    data = json.load(f)["data"]
+  frames = (data.get("embedded_num_frames") if manifest["name"] == "embedded"
+            else manifest.get("arguments", {}).get("num_frames"))
+  if not frames:
+    return None
+  return clip_overlap(int(frames), data["clip_len"], data["stride"], data["num_clips"],
+                      draws=500)
+
+
 def _finished_steps(workdir: str) -> int:
   path = os.path.join(workdir, "summary.json")
   if not os.path.exists(path):
@@ -257,6 +293,7 @@ def main(argv=None) -> int:
       run_dir = os.path.join(out_dir, objective, f"seed{seed}")
       t0 = time.time()
       record = run_one(args, manifest, objective, seed, run_dir)
+      record["clip_overlap"] = run_clip_overlap(run_dir, manifest)
       records.append(record)
       print(f"{objective} seed {seed}: order acc {record['order_acc']}, "
             f"{_headline(record['probe'])} ({time.time() - t0:.0f}s; load "

@@ -4,7 +4,9 @@ Contract: `summarize(records) -> dict` groups run records (`fidelity.run_one`) b
 (in first-seen order) and gives, per column, the mean, the sample standard deviation
 (ddof = 1; 0 with one seed) and the number of seeds that have the value. Columns:
 `<family> linear`, `<family> kNN` (top-1, %), `<family> direction (linear)` for families with
-reversal pairs (%), `order acc` (same-video, training batches), `pretrain s`, `probe s` (wall), `CPU s` (user + system of both subprocesses).
+reversal pairs (%), `overlapping clip pairs %` (same-video training clip pairs that share
+frames, `fidelity.clip_overlap`), `order acc` (same-video, training batches), `pretrain s`,
+`probe s` (wall), `CPU s` (user + system of both subprocesses).
 `markdown(summary, title) -> str` renders it, a value as `mean ± sd` (`–` where absent);
 `runs_markdown(records)` lists every run.
 """
@@ -26,6 +28,8 @@ def _columns(record: dict) -> dict:
     cols[f"{family} kNN"] = 100.0 * entry["knn_top1"]
     if "linear_direction" in entry:
       cols[f"{family} direction (linear)"] = 100.0 * entry["linear_direction"]
+  overlap = record.get("clip_overlap")
+  cols["overlapping clip pairs %"] = None if not overlap else 100.0 * overlap["share"]
   cols["order acc"] = record.get("order_acc")
   cols["pretrain s"] = record.get("pretrain_wall_s")
   cols["probe s"] = record.get("probe_wall_s")
