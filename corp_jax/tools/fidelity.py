@@ -229,9 +229,12 @@ def _set_name(manifest: dict, tag: str) -> str:
 def write_summary(out_dir: str, records: list[dict], title: str, wall_s: float) -> str:
   from corp_jax.tools import fidelity_table  # pylint: disable=g-import-not-at-top
   summary = fidelity_table.summarize(records)
+  run_wall = sum((r.get("pretrain_wall_s") or 0) + (r.get("probe_wall_s") or 0) for r in records)
+  run_cpu = sum(r.get("cpu_s") or 0 for r in records)
   text = (fidelity_table.markdown(summary, title)
-          + f"\nProtocol wall time (this invocation): {wall_s / 60:.1f} min; "
-            f"load average at the end {os.getloadavg()[0]:.1f}.\n\nRuns:\n\n"
+          + f"\nRuns: {len(records)}, their wall time summed {run_wall / 60:.1f} min, CPU time "
+            f"(user + system) {run_cpu / 60:.1f} min; this invocation {wall_s / 60:.1f} min, "
+            f"load average at its end {os.getloadavg()[0]:.1f}.\n\n"
           + fidelity_table.runs_markdown(records))
   with open(os.path.join(out_dir, "fidelity.md"), "w") as f:
     f.write(text)
