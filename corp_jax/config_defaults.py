@@ -73,6 +73,10 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   # 'cvrl': CVRL's exact colour ops (HSV saturation / hue); 'linear': jitter + grayscale as one
   # affine map of RGB per clip (corp_jax/data/color_matrix.py), ~3-4x faster on the CPU.
   d.aug_color_mode = "cvrl"
+  # A shortcut control (docs/FIDELITY.md), off in every recipe: each training clip's frames
+  # in a random order, so order can be read only from what the frames show, not from the
+  # direction of motion inside a clip.
+  d.shuffle_frames_in_clip = False
 
   c.model = m = ml_collections.ConfigDict()
   m.backbone = "tiny"

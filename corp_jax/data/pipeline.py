@@ -227,7 +227,8 @@ def cropped_clip_tf(elem, frame_indices, begin, size, crop_size: int):
 
 
 def _train_map_fn(*, seed: int, num_clips: int, clip_len: int, stride: int, crop_size: int,
-                  max_tries: int, label_key: str, augment: AugmentConfig, accel_aug: bool):
+                  max_tries: int, label_key: str, augment: AugmentConfig, accel_aug: bool,
+                  shuffle_frames: bool = False):
   """(global_index, (video_id, item)) -> one video's training example."""
   from corp_jax.data import augment_tf  # pylint: disable=g-import-not-at-top
   tf = _tf()
@@ -242,6 +243,8 @@ def _train_map_fn(*, seed: int, num_clips: int, clip_len: int, stride: int, crop
     starts = sampling.sample_clip_starts_tf(seeds[0], elem["num_frames"], clip_len, stride,
                                             num_clips, max_tries)
     indices = sampling.clip_frame_indices_tf(starts, clip_len, stride, elem["num_frames"])
+    if shuffle_frames:
+      indices = shuffled_within_clips_tf(indices, element_seed)
     shape = frame_shape_tf(elem)
 
     def one_clip(args):
@@ -262,6 +265,17 @@ def _train_map_fn(*, seed: int, num_clips: int, clip_len: int, stride: int, crop
             "video_id": tf.cast(video_id, tf.int32)}
 
   return fn
+
+
+def shuffled_within_clips_tf(indices, element_seed):
+  """A diagnostic control: each clip's frame indices [K, T] in its own random order.
+
+  The clip keeps its frames and its start (the order label), but loses the direction of
+  motion inside it; its own stateless seed, so the other random draws stay as they are."""
+  tf = _tf()
+  shuffle_seed = tf.stack([element_seed[0] * 7919 + 104729, element_seed[1]])
+  keys = tf.random.stateless_uniform(tf.shape(indices), seed=shuffle_seed)
+  return tf.gather(indices, tf.argsort(keys, axis=1), batch_dims=1)
 
 
 def apply_threading_options(ds, num_threads: Optional[int], deterministic: bool = True):
@@ -285,8 +299,11 @@ def build_train_dataset(source: SourceType, *, batch_size_per_process: int, num_
                         process_count: Optional[int] = None,
                         max_tries: int = sampling.DEFAULT_MAX_TRIES, cache: bool = False,
                         cycle_length: int = 16, records_per_epoch: Optional[int] = None,
-                        num_threads: Optional[int] = None):
-  """The training `tf.data.Dataset` (batched, infinite). See the module docstring."""
+                        num_threads: Optional[int] = None, shuffle_frames: bool = False):
+  """The training `tf.data.Dataset` (batched, infinite). See the module docstring.
+
+  `shuffle_frames` (a diagnostic control, off by default) puts each clip's frames in a random
+  order (`shuffled_within_clips_tf`); `starts` still give the clips' true start frames."""
   hide_gpus_from_tf()
   tf = _tf()
   for name, value in (("batch_size_per_process", batch_size_per_process),
@@ -312,7 +329,7 @@ def build_train_dataset(source: SourceType, *, batch_size_per_process: int, num_
       (tf.data.Dataset.range(start_element, np.iinfo(np.int64).max), stream))
   map_fn = _train_map_fn(seed=seed, num_clips=num_clips, clip_len=clip_len, stride=stride,
                          crop_size=crop_size, max_tries=max_tries, label_key=label_key,
-                         augment=augment, accel_aug=accel_aug)
+                         augment=augment, accel_aug=accel_aug, shuffle_frames=shuffle_frames)
   ds = indexed.map(no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
                    deterministic=True)
   ds = ds.batch(batch_size_per_process, drop_remainder=True)

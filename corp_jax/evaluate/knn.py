@@ -8,6 +8,8 @@ Contract:
   of self-supervised training); `temperature=None` counts votes instead, ties going to the
   class with the larger summed similarity. Top-1 = fraction of test rows whose best class is
   their label. `knn_predict(...) -> [N]` int64 predictions with the same arguments (no labels).
+  `video_embeddings(features [N, F] or [N, V, F]) -> [N, F]`: a video of V views as the
+  normalised mean of its normalised views (each view has an equal say).
 Features are L2-normalised inside (float64 accumulation is not needed: float32 cosine);
 k is capped at M. Bad shapes or labels raise ValueError naming them.
 """
@@ -22,6 +24,15 @@ def _normalise(x: np.ndarray, what: str) -> np.ndarray:
   if x.ndim != 2:
     raise ValueError(f"{what} must be [rows, F], got shape {x.shape}")
   return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def video_embeddings(features) -> np.ndarray:
+  """[N, F] -> normalised [N, F]; [N, V, F] -> normalised mean of the normalised views."""
+  features = np.asarray(features, np.float32)
+  if features.ndim == 3:
+    features = features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+    features = features.mean(axis=1)
+  return _normalise(features, "features")
 
 
 def knn_predict(train_feats, train_labels, test_feats, k: int = 20,

@@ -1,0 +1,313 @@
+"""The fidelity protocol: does the order task show in the frozen features?
+
+  python -m corp_jax.tools.fidelity --set embedded --root workdirs/fidelity
+  python -m corp_jax.tools.fidelity --set /data/photo/set.json --steps 400 --seeds 0,1,2 \
+      --objectives simclr,corp_f,corp_m,order_only --override data.shuffle_frames_in_clip=True \
+      --tag shuffled
+
+For every objective and seed: pretrain with `configs/<objective>.py[:preset]` and the same
+number of steps (`python -m corp_jax.main`, one subprocess per run, `--config.seed`, the
+`--override KEY=VALUE`s as `--config.KEY=VALUE`; a shard set adds
+`--config.data.source=tfrecord` and its training pattern), then probe the final backbone on
+every label family of the set (`corp_jax.tools.fidelity_probe`, a second subprocess: the
+linear probe of configs/linear_eval.py and a cosine k-NN probe, k = 20, on the same frozen
+features). The same-video order accuracy at the end of pretraining is the mean of the
+`order_acc` lines of WORKDIR/metrics.jsonl over the last 10% of the steps (training batches).
+
+Layout: ROOT/<set name>[_<tag>]/<objective>/seed<k>/{pretrain/, probe.json, run.json};
+ROOT/<set name>[_<tag>]/fidelity.{md,json}: per objective mean ± sd over seeds (sample sd)
+of both probes on every family, the motion direction accuracy, order accuracy, and the wall
+time of pretraining and probing; plus every run. Resume: a run whose run.json records the same
+settings is skipped, a finished pretraining is not repeated (an unfinished one resumes from
+its checkpoint), so rerunning the same command after an interruption continues.
+`--in_process` runs both steps in this process (tests; no memory isolation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from corp_jax.tools import fidelity_probe
+
+OBJECTIVES = ("simclr", "corp_f", "corp_m", "order_only")
+_PYTHON = sys.executable
+
+
+def order_accuracy_at_end(workdir: str, fraction: float = 0.1) -> float | None:
+  """Mean `order_acc` of the metrics.jsonl lines in the last `fraction` of the steps."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return None
+  lines = []
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if line:
+        record = json.loads(line)
+        if "order_acc" in record and "step" in record:
+          lines.append(record)
+  if not lines:
+    return None
+  last = max(r["step"] for r in lines)
+  keep = [r["order_acc"] for r in lines if r["step"] >= last * (1 - fraction)]
+  return float(np.mean(keep))
+
+
+def clip_overlap(num_frames: int, clip_len: int, stride: int, num_clips: int,
+                 draws: int = 2000) -> dict:
+  """How often two clips of one video share frames under the training sampler (Eq. 3).
+
+  Returns {'share': fraction of same-video clip pairs whose frame spans overlap, 'min_gap',
+  'median_gap': start distances in frames, 'span': frames one clip covers}. When clips
+  overlap, "the end of one looks like the start of the other" orders them without any sense
+  of direction.
+  """
+  from corp_jax.data import sampling  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  span = (clip_len - 1) * stride + 1
+  gaps = []
+  for _ in range(draws):
+    starts = sampling.sample_clip_starts(rng, num_frames, clip_len, stride, num_clips)
+    gaps += [abs(int(a) - int(b)) for i, a in enumerate(starts) for b in starts[i + 1:]]
+  gaps = np.asarray(gaps)
+  return {"share": float(np.mean(gaps < span)), "min_gap": int(gaps.min()),
+          "median_gap": float(np.median(gaps)), "span": span}
+
+
+def run_clip_overlap(run_dir: str, manifest: dict) -> dict | None:
+  """`clip_overlap` of a run, from its pretraining config.json and the set's video length."""
+  path = os.path.join(run_dir, "pretrain", "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    data = json.load(f)["data"]
+  frames = (data.get("embedded_num_frames") if manifest["name"] == "embedded"
+            else manifest.get("arguments", {}).get("num_frames"))
+  if not frames:
+    return None
+  return clip_overlap(int(frames), data["clip_len"], data["stride"], data["num_clips"],
+                      draws=500)
+
+
+def _finished_steps(workdir: str) -> int:
+  path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    summary = json.load(f)
+  return 0 if summary.get("preempted") else int(summary.get("step", 0))
+
+
+def pretrain_overrides(args, manifest: dict, seed: int) -> list[str]:
+  """KEY=VALUE config overrides of one pretraining run (before the user's)."""
+  out = [f"seed={seed}", f"train.num_steps={args.steps}", "eval_after_pretrain=False"]
+  if manifest["name"] != "embedded":
+    out += ["data.source=tfrecord", f"data.train_pattern={manifest['train_pattern']}"]
+  return out + list(args.override)
+
+
+def pretrain_command(objective: str, preset: str, overrides: list[str], workdir: str) -> list:
+  config = os.path.join(fidelity_probe.REPO_ROOT, "configs", f"{objective}.py")
+  return ([_PYTHON, "-m", "corp_jax.main", f"--config={config}{':' + preset if preset else ''}",
+           f"--workdir={workdir}"] + [f"--config.{o}" for o in overrides])
+
+
+def _parse_value(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _pretrain_in_process(objective: str, preset: str, overrides: list[str], workdir: str):
+  from corp_jax.config_defaults import pretrain_config  # pylint: disable=g-import-not-at-top
+  from corp_jax.train import loop  # pylint: disable=g-import-not-at-top
+  config = pretrain_config(objective, preset)
+  for item in overrides:
+    key, value = item.split("=", 1)
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = _parse_value(value)  # the lock rejects unknown keys, as the flags do
+  loop.train_and_evaluate(config, workdir)
+
+
+def _children_cpu_s() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _run_logged(command: list, log_path: str) -> None:
+  with open(log_path, "a") as log:
+    log.write(f"$ {' '.join(command)}\n")
+    log.flush()
+    code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
+                           cwd=fidelity_probe.REPO_ROOT)
+  if code != 0:
+    raise RuntimeError(f"{command[2]} exited with status {code}; see {log_path}")
+
+
+def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> dict:
+  """Pretrains and probes one (objective, seed), or returns its recorded result."""
+  record_path = os.path.join(run_dir, "run.json")
+  settings = {"objective": objective, "seed": seed, "steps": args.steps, "preset": args.preset,
+              "set": args.set, "overrides": list(args.override),
+              "linear_preset": args.linear_preset}
+  if os.path.exists(record_path):
+    with open(record_path) as f:
+      record = json.load(f)
+    if record.get("settings") == settings:
+      return record
+    raise SystemExit(f"error: {record_path} was run with other settings "
+                     f"({record.get('settings')}); use another --root or --tag")
+  os.makedirs(run_dir, exist_ok=True)
+  workdir = os.path.join(run_dir, "pretrain")
+  log_path = os.path.join(run_dir, "log.txt")
+  overrides = pretrain_overrides(args, manifest, seed)
+  load = {"pretrain_start": os.getloadavg()[0]}
+  cpu_before = _children_cpu_s()
+  started = time.time()
+  pretrain_s = None  # unknown when an earlier invocation finished the pretraining
+  if _finished_steps(workdir) < args.steps:
+    if args.in_process:
+      _pretrain_in_process(objective, args.preset, overrides, workdir)
+    else:
+      _run_logged(pretrain_command(objective, args.preset, overrides, workdir), log_path)
+    pretrain_s = round(time.time() - started, 1)
+  load["probe_start"] = os.getloadavg()[0]
+  started = time.time()
+  probe_path = os.path.join(run_dir, "probe.json")
+  if args.in_process:
+    probe = fidelity_probe.probe(workdir, args.set, args.linear_preset)
+  else:
+    command = [_PYTHON, "-m", "corp_jax.tools.fidelity_probe", workdir, args.set, probe_path]
+    if args.linear_preset:
+      command += ["--linear_preset", args.linear_preset]
+    _run_logged(command, log_path)
+    with open(probe_path) as f:
+      probe = json.load(f)
+  load["probe_end"] = os.getloadavg()[0]
+  record = {"settings": settings, "probe": probe,
+            "order_acc": order_accuracy_at_end(workdir),
+            "pretrain_wall_s": pretrain_s, "probe_wall_s": round(time.time() - started, 1),
+            "load_average_1min": load,
+            # CPU seconds of the subprocesses (user + system): a figure the other jobs on a
+            # shared machine do not inflate the way they inflate wall time.
+            "cpu_s": None if args.in_process else round(_children_cpu_s() - cpu_before, 1)}
+  with open(record_path + ".partial", "w") as f:
+    json.dump(record, f, indent=2)
+  os.replace(record_path + ".partial", record_path)
+  return record
+
+
+def _headline(probe: dict) -> dict:
+  return {family: {k: round(v, 3) for k, v in entry.items() if k.endswith(("top1", "direction"))}
+          for family, entry in probe.items() if isinstance(entry, dict) and "knn_top1" in entry}
+
+
+def _set_name(manifest: dict, tag: str) -> str:
+  name = manifest["name"]
+  if manifest["name"] != "embedded":
+    args = manifest.get("arguments", {})
+    if args.get("keyframe_interval"):
+      name += f"_key{args['keyframe_interval']}"
+    if args.get("num_frames"):
+      name += f"_{args['num_frames']}f"
+  return f"{name}_{tag}" if tag else name
+
+
+def write_summary(out_dir: str, records: list[dict], title: str, wall_s: float) -> str:
+  from corp_jax.tools import fidelity_table  # pylint: disable=g-import-not-at-top
+  summary = fidelity_table.summarize(records)
+  run_wall = sum((r.get("pretrain_wall_s") or 0) + (r.get("probe_wall_s") or 0) for r in records)
+  run_cpu = sum(r.get("cpu_s") or 0 for r in records)
+  text = (fidelity_table.markdown(summary, title)
+          + f"\nRuns: {len(records)}, their wall time summed {run_wall / 60:.1f} min, CPU time "
+            f"(user + system) {run_cpu / 60:.1f} min; this invocation {wall_s / 60:.1f} min, "
+            f"load average at its end {os.getloadavg()[0]:.1f}.\n\n"
+          + fidelity_table.runs_markdown(records))
+  with open(os.path.join(out_dir, "fidelity.md"), "w") as f:
+    f.write(text)
+  with open(os.path.join(out_dir, "fidelity.json"), "w") as f:
+    json.dump({"summary": summary, "runs": records, "wall_s": round(wall_s, 1)}, f, indent=2)
+  return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m corp_jax.tools.fidelity",
+                              description=__doc__.split("\n\n")[0])
+  p.add_argument("--set", default="embedded",
+                 help="'embedded' or the set.json of a shard set (corp_jax.tools.photo_set)")
+  p.add_argument("--root", default="workdirs/fidelity", help="where runs and tables go")
+  p.add_argument("--objectives", default=",".join(OBJECTIVES))
+  p.add_argument("--seeds", default="0,1,2", help="comma-separated pretraining seeds")
+  p.add_argument("--steps", type=int, default=400, help="pretraining steps of every run")
+  p.add_argument("--preset", default="", help="pretraining config preset (e.g. test)")
+  p.add_argument("--linear_preset", default="", help="configs/linear_eval.py preset")
+  p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                 help="pretraining config override, repeatable (e.g. data.stride=2)")
+  p.add_argument("--tag", default="", help="suffix of the output folder (e.g. for controls)")
+  p.add_argument("--in_process", action="store_true",
+                 help="run pretraining and probes in this process (tests)")
+  return p
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  objectives = [o for o in args.objectives.split(",") if o]
+  unknown = sorted(set(objectives) - set(OBJECTIVES) - {"contrast_only"})
+  try:
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+  except ValueError:
+    print(f"error: --seeds must be integers separated by commas, got {args.seeds!r}",
+          file=sys.stderr)
+    return 2
+  if unknown or not objectives or not seeds or args.steps < 1:
+    print(f"error: need known --objectives (unknown: {unknown}; choose from "
+          f"{OBJECTIVES + ('contrast_only',)}), --seeds and --steps >= 1", file=sys.stderr)
+    return 2
+  bad = [o for o in args.override if "=" not in o]
+  if bad:
+    print(f"error: --override takes KEY=VALUE, got {bad}", file=sys.stderr)
+    return 2
+  try:
+    manifest = fidelity_probe.read_set(args.set)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if manifest["name"] != "embedded":
+    args.set = os.path.abspath(args.set)
+  out_dir = os.path.abspath(os.path.join(args.root, _set_name(manifest, args.tag)))
+  os.makedirs(out_dir, exist_ok=True)
+  started = time.time()
+  records = []
+  for seed in seeds:
+    for objective in objectives:
+      run_dir = os.path.join(out_dir, objective, f"seed{seed}")
+      t0 = time.time()
+      record = run_one(args, manifest, objective, seed, run_dir)
+      record["clip_overlap"] = run_clip_overlap(run_dir, manifest)
+      records.append(record)
+      print(f"{objective} seed {seed}: order acc {record['order_acc']}, "
+            f"{_headline(record['probe'])} ({time.time() - t0:.0f}s; load "
+            f"{os.getloadavg()[0]:.1f})", flush=True)
+      write_summary(out_dir, records, f"{_set_name(manifest, args.tag)}: {args.steps} steps",
+                    time.time() - started)
+  print(write_summary(out_dir, records, f"{_set_name(manifest, args.tag)}: {args.steps} steps",
+                      time.time() - started))
+  print(f"tables: {out_dir}/fidelity.md, {out_dir}/fidelity.json")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,186 @@
+"""Probes one pretrained backbone on every label family of an evaluation set: the linear
+probe of configs/linear_eval.py and a k-NN probe, on one set of frozen features.
+
+  python -m corp_jax.tools.fidelity_probe PRETRAIN_WORKDIR SET OUT_JSON [--linear_preset P]
+
+SET is `embedded` (the pretraining run's embedded data set; families `appearance` and
+`motion`) or the `set.json` of a shard set (`corp_jax.tools.photo_set` writes one: shard
+patterns, and per family its class names and the family class of every stored label).
+
+Contract: `probe(pretrain_workdir, set_spec, linear_preset='') -> dict` restores the latest
+backbone, resolves the data with the linear_eval config of `configs/linear_eval.py`
+(`linear_preset`; its defaults unchanged: frozen backbone and BatchNorm statistics,
+`cache.train_passes` augmented views per training video without colour or blur,
+`eval.num_clips` x `eval.num_crops` views per test video), extracts features once, and for
+each family
+  linear  z-score with training statistics, linear classifier (SGD, momentum, half-cosine;
+          `job.fit_and_score`, the job's cached-feature path), softmax-averaged test views;
+  knn     cosine k-NN, k = 20 (`corp_jax.evaluate.knn`), training views as the bank, test
+          videos as the normalised mean of their views.
+For a family with reversal pairs (motion) it also reports, per probe, the direction accuracy:
+among test videos predicted inside their own reversal pair, the share given the right member
+(0.5 = no sense of direction). Returns and writes {family: {'linear_top1', 'knn_top1',
+'num_classes', 'linear_direction', 'knn_direction', ...}, 'timing': {...}}.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from corp_jax.evaluate import job as job_lib
+from corp_jax.evaluate import knn as knn_lib
+from corp_jax.evaluate import reports
+from corp_jax.evaluate import subsets
+from corp_jax.evaluate import views
+from corp_jax.train import mesh as mesh_lib
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def linear_eval_config(preset: str = ""):
+  """configs/linear_eval.py's config for `preset`, unlocked copy (loaded by path)."""
+  path = os.path.join(REPO_ROOT, "configs", "linear_eval.py")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: run from a checkout of the repository")
+  spec = importlib.util.spec_from_file_location("_corp_linear_eval_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.eval_config("linear_eval", preset)
+
+
+def read_set(set_spec: str) -> dict:
+  """'embedded' -> {'name': 'embedded'}; a set.json path -> its checked contents."""
+  if set_spec == "embedded":
+    return {"name": "embedded"}
+  if not os.path.exists(set_spec):
+    raise FileNotFoundError(f"set {set_spec!r}: neither 'embedded' nor an existing set.json "
+                            "(python -m corp_jax.tools.photo_set --out DIR writes DIR/set.json)")
+  with open(set_spec) as f:
+    manifest = json.load(f)
+  for key in ("train_pattern", "test_pattern", "families"):
+    if key not in manifest:
+      raise ValueError(f"{set_spec} lacks {key!r}")
+  for family, info in manifest["families"].items():
+    if "class_names" not in info or "of_label" not in info:
+      raise ValueError(f"{set_spec}: family {family!r} needs 'class_names' and 'of_label'")
+  return manifest
+
+
+def _config_for(manifest: dict, pretrain_workdir: str, preset: str):
+  config = linear_eval_config(preset)
+  with config.unlocked():
+    config.pretrain_workdir = pretrain_workdir
+    if manifest["name"] != "embedded":
+      config.data.source = "tfrecord"
+      config.data.train_pattern = manifest["train_pattern"]
+      config.data.eval_pattern = manifest["test_pattern"]
+      config.label_key = manifest.get("label_key", "clip/label/index")
+  return config
+
+
+def _families(manifest: dict, data: job_lib.EvalData) -> dict:
+  """{family: (label key, class names, of_label array or None, reversal pairs or None)}."""
+  if manifest["name"] == "embedded":
+    from corp_jax.data import records  # pylint: disable=g-import-not-at-top
+    metadata = records.read_metadata(os.path.dirname(data.train_source[0]), "train")
+    return {family: (records.extra_label_key(family), metadata["label_families"][family],
+                     None, metadata["reversal_pairs"] if family == "motion" else None)
+            for family in ("appearance", "motion")}
+  key = manifest.get("label_key", "clip/label/index")
+  return {family: (key, info["class_names"], np.asarray(info["of_label"], np.int64),
+                   info.get("reversal_pairs"))
+          for family, info in manifest["families"].items()}
+
+
+def direction_accuracy(predictions: np.ndarray, labels: np.ndarray, pairs) -> float:
+  """Among videos predicted inside their own reversal pair, the share predicted right."""
+  partner = {}
+  for a, b in pairs:
+    partner[int(a)], partner[int(b)] = int(b), int(a)
+  right = wrong = 0
+  for p, y in zip(np.asarray(predictions).tolist(), np.asarray(labels).tolist()):
+    if y in partner:
+      right += p == y
+      wrong += p == partner[y]
+  return float(right / (right + wrong)) if right + wrong else float("nan")
+
+
+def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "") -> dict:
+  """See the module docstring."""
+  started = time.time()
+  manifest = read_set(set_spec)
+  config = _config_for(manifest, pretrain_workdir, linear_preset)
+  backbone = job_lib.restore(config)
+  data = job_lib.resolve_data(config, backbone.pretrain_config)
+  families = _families(manifest, data)
+  mesh = mesh_lib.create_mesh()
+  from corp_jax.evaluate import features as features_lib  # pylint: disable=g-import-not-at-top
+  feature_fn = features_lib.backbone_features(backbone, config.eval.feature_chunk, mesh)
+  num_videos = data.num_train_videos or len(
+      subsets.read_labels(data.train_source, [config.label_key])["video_id"])
+  batch = job_lib.device_batch(config.optim.batch_size, num_videos, mesh)
+  passes = max(1, int(config.cache.train_passes))
+  train = job_lib.extract_train_features(
+      job_lib.train_stream(config, data, batch_size=batch, seed=config.seed), feature_fn,
+      max(1, math.ceil(passes * num_videos / batch)))
+  test = job_lib.map_views(job_lib.eval_stream(config, data), feature_fn)
+  extract_seconds = time.time() - started
+  keys = sorted({key for key, *_ in families.values()} | {config.label_key})
+  tables = {split: subsets.read_labels(source, keys)
+            for split, source in (("train", data.train_source), ("test", data.eval_source))}
+
+  results = {}
+  for family, (key, names, of_label, pairs) in families.items():
+    labels = {}
+    for split, part in (("train", train), ("test", test)):
+      raw = subsets.labels_for(part["video_id"], tables[split], key)
+      labels[split] = of_label[raw] if of_label is not None else raw
+    scored = job_lib.fit_and_score(train["features"], labels["train"], test["outputs"],
+                                   labels["test"], len(names), config.optim, seed=config.seed)
+    knn_pred = knn_lib.knn_predict(train["features"], labels["train"],
+                                   knn_lib.video_embeddings(test["outputs"]))
+    entry = {"linear_top1": float(scored["summary"]["top1"]),
+             "knn_top1": float(np.mean(knn_pred == labels["test"])),
+             "num_classes": len(names), "class_names": list(names),
+             "chance": 1.0 / len(names)}
+    if pairs:
+      linear_pred = np.asarray(scored["summary"]["predictions"])
+      entry["linear_direction"] = direction_accuracy(linear_pred, labels["test"], pairs)
+      entry["knn_direction"] = direction_accuracy(knn_pred, labels["test"], pairs)
+      entry["reversal_confusion"] = views.reversal_confusion(
+          scored["summary"]["confusion"], pairs, names)
+    results[family] = entry
+  results["timing"] = {"feature_extraction_s": round(extract_seconds, 2),
+                       "total_s": round(time.time() - started, 2),
+                       "train_views": int(len(train["label"])),
+                       "test_videos": int(len(test["label"]))}
+  results["backbone_step"] = int(backbone.step)
+  results["set"] = manifest["name"]
+  return reports.jsonable(results)
+
+
+def main(argv) -> int:
+  if len(argv) not in (4, 6) or (len(argv) == 6 and argv[4] != "--linear_preset"):
+    print("usage: python -m corp_jax.tools.fidelity_probe PRETRAIN_WORKDIR SET OUT_JSON "
+          "[--linear_preset P]", file=sys.stderr)
+    return 2
+  results = probe(argv[1], argv[2], argv[5] if len(argv) == 6 else "")
+  os.makedirs(os.path.dirname(os.path.abspath(argv[3])), exist_ok=True)
+  tmp = argv[3] + ".partial"
+  with open(tmp, "w") as f:
+    json.dump(results, f, indent=2)
+  os.replace(tmp, argv[3])
+  print(json.dumps({k: {m: v for m, v in r.items() if m.endswith(("top1", "direction"))}
+                    for k, r in results.items() if isinstance(r, dict) and "knn_top1" in r}))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv))
