@@ -109,6 +109,17 @@ def restore_backbone(workdir: str, step: int | None = None) -> tuple[dict, dict,
   optimizer of the pretraining run. Raises FileNotFoundError naming the workdir when there
   is no checkpoint, and ValueError listing the available steps when `step` is missing.
   """
+  params, stats, step = restore_model(workdir, step)
+  directory = checkpoint_dir(workdir)
+  if "backbone" not in params:
+    raise ValueError(f"checkpoint {directory}/{step} has no 'backbone' parameters; "
+                     f"top-level keys: {sorted(params)}")
+  return params["backbone"], stats.get("backbone", {}), int(step)
+
+
+def restore_model(workdir: str, step: int | None = None) -> tuple[dict, dict, int]:
+  """Returns (params, batch_stats, step) of the whole model (backbone, projection, head);
+  errors as `restore_backbone`."""
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"no checkpoints in {directory}: is {workdir!r} a pretraining workdir?")
@@ -123,7 +134,7 @@ def restore_backbone(workdir: str, step: int | None = None) -> tuple[dict, dict,
     elif step not in steps:
       raise ValueError(f"no checkpoint for step {step} in {directory}; available: {sorted(steps)}")
     metadata = manager.item_metadata(step)
-    # The whole tree is restored (Orbax restores a tree as saved); only the backbone is kept.
+    # The whole tree is restored (Orbax restores a tree as saved, optimizer state included).
     # An explicit single-device sharding lets a checkpoint written on N devices (or hosts)
     # be restored by a process with any other device count.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -132,8 +143,4 @@ def restore_backbone(workdir: str, step: int | None = None) -> tuple[dict, dict,
     restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
   finally:
     manager.close()
-  params, stats = restored["params"], restored["batch_stats"]
-  if "backbone" not in params:
-    raise ValueError(f"checkpoint {directory}/{step} has no 'backbone' parameters; "
-                     f"top-level keys: {sorted(params)}")
-  return params["backbone"], stats.get("backbone", {}), int(step)
+  return restored["params"], restored.get("batch_stats", {}), int(step)
