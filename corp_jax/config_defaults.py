@@ -104,6 +104,9 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.temperature = 0.1
   c.loss.group_size = 2  # CORP_m: videos per group (pairs counted within a device)
+  # Not in the paper (off here and in the presets; docs/ORDER_KNOWLEDGE.md): every clip is
+  # also run played backwards and used as an extra InfoNCE negative (simclr, corp_f).
+  c.loss.reversed_negatives = False
 
   c.optim = o = ml_collections.ConfigDict()
   # The embedded demo trains a few hundred steps: SGD with momentum at a small rate learns

@@ -374,3 +374,20 @@ def test_contrast_top1_metric_by_hand():
   assert float(metrics_lib.contrast_top1(scores, positives)) == 0.0
   positives = positives.at[0, 2].set(True)
   np.testing.assert_allclose(metrics_lib.contrast_top1(scores, positives), 1 / 3)
+
+
+def test_extra_negatives_enter_every_nce_denominator():
+  from corp_jax.losses import contrastive
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(3, 2, 5)).astype(np.float32)
+  extra = rng.normal(size=(4, 5)).astype(np.float32)
+  nce, _ = contrastive.info_nce_terms(jnp.asarray(z), 0.5, jnp.asarray(extra))
+  flat = z.reshape(6, 5) / np.linalg.norm(z.reshape(6, 5), axis=1, keepdims=True)
+  unit_extra = extra / np.linalg.norm(extra, axis=1, keepdims=True)
+  for i in range(6):
+    others = [flat[i] @ flat[k] / 0.5 for k in range(6) if k != i]
+    others += [flat[i] @ e / 0.5 for e in unit_extra]
+    expected = -(flat[i] @ flat[i ^ 1] / 0.5) + np.log(np.sum(np.exp(others)))
+    np.testing.assert_allclose(nce.reshape(6)[i], expected, rtol=1e-5)
+  plain, _ = contrastive.info_nce_terms(jnp.asarray(z), 0.5)
+  assert np.all(np.asarray(nce) > np.asarray(plain))  # more negatives, larger loss

@@ -111,7 +111,8 @@ def test_probe_runs_on_a_tiny_embedded_workdir(tmp_path):
   config = tiny_config("corp_f", steps=2, source="embedded", train__checkpoint_every=2,
                        data__cache_dir=str(tmp_path / "data"), data__embedded_num_train=40,
                        data__embedded_num_test=40, data__embedded_frame_size=64,
-                       data__embedded_num_frames=8, data__stride=1)
+                       data__embedded_num_frames=8, data__stride=1, data__min_start_gap=2,
+                       data__reverse_video_prob=0.5, loss__reversed_negatives=True)
   loop.pretrain(config, workdir)
   result = order_probe.probe_workdir(workdir, num_train=0, num_test=0, clips_per_video=3,
                                      max_dim=16, cache_dir=str(tmp_path / "probe"))

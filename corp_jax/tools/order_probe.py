@@ -231,7 +231,8 @@ def head_order(model: ProbedModel, frames, motion, clip_len: int, stride: int) -
 def _cached_videos(pre_data, split, num_videos, crop_size, cache_dir, log):
   """`render_videos`, kept as float16 in `cache_dir` (rendering costs ~0.1 s per video)."""
   split_size = int(pre_data[f"embedded_num_{split}"])
-  name = (f"{embedded.DATASET_NAME}-v{embedded.FORMAT_VERSION}-{split}{split_size}-first{num_videos}"
+  name = (f"{embedded.DATASET_NAME}-v{embedded.FORMAT_VERSION}-{split}{split_size}"
+          f"-first{num_videos}"
           f"-{int(pre_data.embedded_frame_size)}px-{int(pre_data.embedded_num_frames)}f"
           f"-crop{crop_size}.npz")
   path = os.path.join(cache_dir, name) if cache_dir else ""

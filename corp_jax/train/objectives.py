@@ -89,13 +89,21 @@ def corp_f_order_logits(z, relate):
 
 
 def compute_loss(objective: Objective, z, starts, *, relate, relate_all,
-                 temperature: float, group_size: int):
-  """Loss and metrics of one batch. z: [B, K, d] float32; starts: [B, K] int32."""
+                 temperature: float, group_size: int, z_reversed=None):
+  """Loss and metrics of one batch. z: [B, K, d] float32; starts: [B, K] int32.
+
+  z_reversed: optional [B, K, d] projections of the time-reversed clips, extra negatives of
+  the InfoNCE term (simclr, corp_f; `loss.reversed_negatives`, not in the paper).
+  """
+  extra = None if z_reversed is None else z_reversed.reshape(-1, z_reversed.shape[-1])
+  if extra is not None and objective.name not in ("simclr", "corp_f"):
+    raise ValueError(f"config.loss.reversed_negatives needs an InfoNCE objective (simclr, "
+                     f"corp_f), got {objective.name!r}")
   if objective.name == "simclr":
-    return losses.nt_xent(z, temperature=temperature)
+    return losses.nt_xent(z, temperature=temperature, extra_negatives=extra)
   if objective.name == "corp_f":  # the order label comes from starts inside
     return losses.corp_f_loss(z, starts, corp_f_order_logits(z, relate),
-                              temperature=temperature)
+                              temperature=temperature, extra_negatives=extra)
   zn = relation_inputs(z)
   batch, num_clips, dim = zn.shape
   groups = batch // group_size
