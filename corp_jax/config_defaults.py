@@ -105,7 +105,8 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   c.loss.temperature = 0.1
   c.loss.group_size = 2  # CORP_m: videos per group (pairs counted within a device)
   # Not in the paper (off here and in the presets; docs/ORDER_KNOWLEDGE.md): every clip is
-  # also run played backwards and used as an extra InfoNCE negative (simclr, corp_f).
+  # also run played backwards, as an extra InfoNCE negative (simclr, corp_f) or, in CORP_m's
+  # groups, as a clip of another video (P1 against its forward copy).
   c.loss.reversed_negatives = False
 
   c.optim = o = ml_collections.ConfigDict()

@@ -124,6 +124,7 @@ def test_probe_runs_on_a_tiny_embedded_workdir(tmp_path):
     assert all(0.0 <= layer[k] <= 1.0 for k in ("reversal", "diff_order", "diff_order_in_class"))
   assert set(result["head"]["by_gap"]) == {1, 2, 3, 4}  # 8 frames, 4-frame clips, stride 1
   text = order_probe_report.markdown({"corp_f": json.loads(json.dumps(result))})
-  assert "| res5_time |" in text and "other video" in text
+  assert "| res5_time |" in text and "other video" in text and "train videos" in text
+  assert set(result["head_train_videos"]["by_gap"]) == {1, 2, 3, 4}
   order_probe_report.plot({"corp_f": result}, str(tmp_path / "probe.png"))
   assert (tmp_path / "probe.png").stat().st_size > 0

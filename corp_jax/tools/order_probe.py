@@ -21,10 +21,12 @@ Measures (chance 0.5 for all):
   diff_order_in_class  the same, fitted per motion class and averaged: state that changes
                   monotonically within a class (height, size, fill, angle), readable only
                   when the class (hence the direction) is known.
-  head_order_by_gap    the relation head's own order decision on same-video test clips, by
-                  start gap in frames (training gaps are Eq. 3's); `head_order_cross_video`:
-                  the head on two clips of *different* videos of the same motion class, which
+  head             the relation head's own order decision on same-video test clips, by
+                  start gap in frames (training gaps are Eq. 3's), and `cross_video`: the
+                  head on two clips of *different* videos of the same motion class, which
                   continuity between the clips cannot solve and a sense of direction can.
+  head_train_videos     the same on as many training videos: far above `head` means order
+                  was learned per video (memorised), not as a sense of direction.
 
   python -m corp_jax.tools.order_probe --pretrain_workdir=workdirs/simclr \
       --pretrain_workdir=workdirs/corp_f --pretrain_workdir=workdirs/corp_m --out=workdirs/probe
@@ -288,6 +290,11 @@ def probe_workdir(workdir: str, *, num_train: int, num_test: int, clips_per_vide
   }
   if model.has_head:
     result["head"] = head_order(model, te[0], te[1], data.clip_len, data.stride)
+    # The same on videos the model trained on (as many as the test split): a gap between the
+    # two says the order was learned per video rather than as a sense of direction.
+    seen = slice(0, min(num_test, num_train))
+    result["head_train_videos"] = head_order(model, tr[0][seen], tr[1][seen], data.clip_len,
+                                             data.stride)
   result["wall_s"] = time.time() - t0
   return result
 

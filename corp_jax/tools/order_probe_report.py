@@ -48,11 +48,14 @@ def markdown(results: dict) -> str:
               "| model | " + " | ".join(f"gap {g}" for g in gaps) + " | other video |",
               "|---|" + "---|" * (len(gaps) + 1)]
     for n in headed:
-      head = results[n]["head"]
-      by_gap = {int(g): v for g, v in head["by_gap"].items()}
-      lines.append(f"| {n} | " + " | ".join(
-          f"{by_gap[g]:.2f}" if g in by_gap else "–" for g in gaps)
-          + f" | {head['cross_video']:.2f} |")
+      for key, label in (("head", "test videos"), ("head_train_videos", "train videos")):
+        if key not in results[n]:
+          continue
+        head = results[n][key]
+        by_gap = {int(g): v for g, v in head["by_gap"].items()}
+        lines.append(f"| {n}, {label} | " + " | ".join(
+            f"{by_gap[g]:.2f}" if g in by_gap else "–" for g in gaps)
+            + f" | {head['cross_video']:.2f} |")
     lines.append("")
   return "\n".join(lines)
 
@@ -80,13 +83,17 @@ def plot(results: dict, path: str) -> None:
     if "head" not in results[n]:
       continue
     by_gap = sorted((int(g), v) for g, v in results[n]["head"]["by_gap"].items())
-    line, = ax.plot([g for g, _ in by_gap], [v for _, v in by_gap], "o-", label=n)
+    line, = ax.plot([g for g, _ in by_gap], [v for _, v in by_gap], "o-", label=f"{n}: test")
+    if "head_train_videos" in results[n]:
+      seen = sorted((int(g), v) for g, v in results[n]["head_train_videos"]["by_gap"].items())
+      ax.plot([g for g, _ in seen], [v for _, v in seen], "s--", color=line.get_color(),
+              label=f"{n}: train videos")
     ax.axhline(results[n]["head"]["cross_video"], color=line.get_color(), ls=":",
-               label=f"{n}: other video")
+               label=f"{n}: test, other video")
   ax.axhline(0.5, color="k", lw=0.8, ls="--")
   ax.set_ylim(0.3, 1.02)
   ax.set_xlabel("start gap (frames)")
-  ax.set_title("relation head order acc (test)")
+  ax.set_title("relation head order acc")
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=90)

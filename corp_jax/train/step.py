@@ -27,7 +27,7 @@ def make_train_step(model, tx, schedule, objective: objectives_lib.Objective, *,
   batch: {'clips': [B, K, T, H, W, 3], 'starts': [B, K], ...} global arrays.
   augment_fn: optional `(key, clips) -> clips` run on the device before the model.
   reversed_negatives: also run every clip played backwards (one forward pass over both, so
-    BatchNorm sees both) and use them as extra InfoNCE negatives (not in the paper).
+    BatchNorm sees both) as negatives (`objectives.compute_loss`; not in the paper).
   """
 
   def train_step(state: TrainState, batch, rng):
