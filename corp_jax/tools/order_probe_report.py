@@ -66,35 +66,37 @@ def plot(results: dict, path: str) -> None:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   names = list(results)
+  colours = {n: plt.cm.tab10(k % 10) for k, n in enumerate(names)}
   fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
   x = np.arange(len(order_probe.LAYERS))
   width = 0.8 / max(len(names), 1)
   for ax, (key, title) in zip(axes, _MEASURES):
     for k, n in enumerate(names):
       values = [results[n]["layers"][layer][key] for layer in order_probe.LAYERS]
-      ax.bar(x + (k - (len(names) - 1) / 2) * width, values, width, label=n)
+      ax.bar(x + (k - (len(names) - 1) / 2) * width, values, width, label=n, color=colours[n])
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
     ax.set_xticks(x, order_probe.LAYERS, rotation=45, ha="right")
     ax.set_ylim(0.3, 1.0)
     ax.set_title(title)
-  axes[0].legend(fontsize=8)
+  axes[0].legend(fontsize=7)
   ax = axes[3]
-  for n in names:
+  for n in names:  # colours as in the bars; solid: test videos, dashed: training videos
     if "head" not in results[n]:
       continue
     by_gap = sorted((int(g), v) for g, v in results[n]["head"]["by_gap"].items())
-    line, = ax.plot([g for g, _ in by_gap], [v for _, v in by_gap], "o-", label=f"{n}: test")
+    ax.plot([g for g, _ in by_gap], [v for _, v in by_gap], "o-", color=colours[n])
     if "head_train_videos" in results[n]:
       seen = sorted((int(g), v) for g, v in results[n]["head_train_videos"]["by_gap"].items())
-      ax.plot([g for g, _ in seen], [v for _, v in seen], "s--", color=line.get_color(),
-              label=f"{n}: train videos")
-    ax.axhline(results[n]["head"]["cross_video"], color=line.get_color(), ls=":",
-               label=f"{n}: test, other video")
+      ax.plot([g for g, _ in seen], [v for _, v in seen], "s--", color=colours[n], ms=3)
+    ax.axhline(results[n]["head"]["cross_video"], color=colours[n], ls=":")
+  for style, label in (("o-", "test videos"), ("s--", "train videos")):
+    ax.plot([], [], style, color="grey", label=label)
+  ax.plot([], [], ":", color="grey", label="test, other video")
   ax.axhline(0.5, color="k", lw=0.8, ls="--")
   ax.set_ylim(0.3, 1.02)
   ax.set_xlabel("start gap (frames)")
-  ax.set_title("relation head order acc")
-  ax.legend(fontsize=7)
+  ax.set_title("relation head order acc (colours as left)")
+  ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()
   fig.savefig(path, dpi=90)
   plt.close(fig)
