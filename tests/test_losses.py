@@ -374,3 +374,49 @@ def test_contrast_top1_metric_by_hand():
   assert float(metrics_lib.contrast_top1(scores, positives)) == 0.0
   positives = positives.at[0, 2].set(True)
   np.testing.assert_allclose(metrics_lib.contrast_top1(scores, positives), 1 / 3)
+
+
+def test_extra_negatives_enter_every_nce_denominator():
+  from corp_jax.losses import contrastive
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(3, 2, 5)).astype(np.float32)
+  extra = rng.normal(size=(4, 5)).astype(np.float32)
+  nce, _ = contrastive.info_nce_terms(jnp.asarray(z), 0.5, jnp.asarray(extra))
+  flat = z.reshape(6, 5) / np.linalg.norm(z.reshape(6, 5), axis=1, keepdims=True)
+  unit_extra = extra / np.linalg.norm(extra, axis=1, keepdims=True)
+  for i in range(6):
+    others = [flat[i] @ flat[k] / 0.5 for k in range(6) if k != i]
+    others += [flat[i] @ e / 0.5 for e in unit_extra]
+    expected = -(flat[i] @ flat[i ^ 1] / 0.5) + np.log(np.sum(np.exp(others)))
+    np.testing.assert_allclose(nce.reshape(6)[i], expected, rtol=1e-5)
+  plain, _ = contrastive.info_nce_terms(jnp.asarray(z), 0.5)
+  assert np.all(np.asarray(nce) > np.asarray(plain))  # more negatives, larger loss
+
+
+def test_grouped_objective_puts_reversed_clips_in_the_group_as_other_videos():
+  from corp_jax.losses import corp_m as corp_m_lib
+  from corp_jax.train import objectives
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.normal(size=(2, 2, 4)), jnp.float32)  # one group of 2 videos, K = 2
+  z_rev = jnp.asarray(rng.normal(size=(2, 2, 4)), jnp.float32)
+  starts = jnp.asarray([[5, 1], [0, 9]], jnp.int32)
+
+  def relate_all(zz):  # logits that depend on the clips, so the labels matter
+    return jnp.stack([zz @ zz.T, zz[:, :1] - zz[:, 1][None], zz[:, 2:3] * zz[:, 3][None]], -1)
+
+  loss, _ = objectives.compute_loss(
+      objectives.get_objective("corp_m"), z, starts, relate=None, relate_all=relate_all,
+      temperature=0.1, group_size=2, z_reversed=z_rev)
+  # The group: 2 videos + their 2 reversed copies (videos 2 and 3), 2 clips each. Reversed
+  # clips keep their slot with the start negated: the clip that starts later forwards comes
+  # first backwards.
+  group = jnp.concatenate([objectives.relation_inputs(z).reshape(4, 4),
+                           objectives.relation_inputs(z_rev).reshape(4, 4)])
+  expected, _ = corp_m_lib.corp_m_loss(
+      relate_all(group)[None], jnp.asarray([[0, 0, 1, 1, 2, 2, 3, 3]]),
+      jnp.asarray([[5, 1, 0, 9, -5, -1, 0, -9]]))
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  plain, _ = objectives.compute_loss(
+      objectives.get_objective("corp_m"), z, starts, relate=None, relate_all=relate_all,
+      temperature=0.1, group_size=2)
+  assert not np.allclose(plain, loss)

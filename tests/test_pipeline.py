@@ -218,3 +218,31 @@ def test_eval_three_crops_span_the_long_side(shard_dir):
       resize_short=20, process_index=0, process_count=1))
   assert single["clips"].shape == (1, 1, 4, 16, 16, 3)
   np.testing.assert_allclose(single["clips"][0, 0], batch["clips"][0, 1], atol=1e-6)
+
+
+def test_train_min_start_gap_and_reversed_videos(shard_dir):
+  # min_start_gap 9 > Eq. 3's gaps here (at most 8 = DT), so every accepted pair is >= 9
+  # apart; reverse_prob 1 shows every video backwards: clip frames are L - 1 - (s + D t).
+  for batch in _take(_train(shard_dir, min_start_gap=9, reverse_prob=1.0), 4):
+    for b in range(3):
+      video = int(batch["label"][b])
+      length = VIDEO_LENGTHS[video]
+      expected = length - 1 - sampling.clip_frame_indices(batch["starts"][b], 4, 2, length)
+      np.testing.assert_array_equal(decode_frame_index(batch["clips"][b]), expected)
+      if (int(sampling.max_clip_start(length, 4, 2, 2))) >= 9:
+        assert abs(int(batch["starts"][b, 0]) - int(batch["starts"][b, 1])) >= 9
+  # reverse_prob 0.5: some videos forwards, some backwards, with the same starts as prob 0.
+  half = _take(_train(shard_dir, reverse_prob=0.5), 6)
+  plain = _take(_train(shard_dir), 6)
+  backwards = []
+  for batch, reference in zip(half, plain):
+    np.testing.assert_array_equal(batch["starts"], reference["starts"])
+    for b in range(3):
+      length = VIDEO_LENGTHS[int(batch["label"][b])]
+      forwards = sampling.clip_frame_indices(batch["starts"][b], 4, 2, length)
+      got = decode_frame_index(batch["clips"][b])
+      backwards.append(bool(np.array_equal(got, length - 1 - forwards)))
+      assert backwards[-1] or np.array_equal(got, forwards)
+  assert 0 < sum(backwards) < len(backwards)
+  with pytest.raises(ValueError, match="reverse_video_prob"):
+    _train(shard_dir, reverse_prob=1.5)

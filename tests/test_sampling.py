@@ -121,3 +121,54 @@ def test_numpy_and_tf_agree_on_the_same_draws():
   stateless = tf.random.stateless_uniform([32, 3], seed=seed, dtype=tf.float64).numpy()
   np.testing.assert_array_equal(sampling.sample_clip_starts_tf(seed, 90, 8, 2, 3).numpy(),
                                 sampling.starts_from_draws(stateless, 90, 8, 2, 3))
+
+
+def test_min_gap_raises_the_offset_with_exact_starts():
+  # L=32, T=8, D=3 (the embedded demo): DT=24, starts in [0, 8], Eq. 3 gap ceil(8/2) = 4.
+  assert sampling.min_start_gap(32, 8, 3, 2) == 4
+  assert sampling.min_start_gap(32, 8, 3, 2, min_gap=6) == 6
+  assert sampling.min_start_gap(32, 8, 3, 2, min_gap=2) == 4  # never below Eq. 3
+  # 9 start values. Try 0: floor(0.1*9)=0, floor(0.6*9)=5, |0-5| = 5: Eq. 3 accepts it, a
+  # minimum gap of 6 rejects it. Try 1: floor(0.95*9)=8, floor(0.2*9)=1: 7 >= 6, accepted.
+  draws = np.array([[0.1, 0.6], [0.95, 0.2]])
+  np.testing.assert_array_equal(sampling.starts_from_draws(draws, 32, 8, 3, 2), [0, 5])
+  starts = sampling.starts_from_draws(draws, 32, 8, 3, 2, min_gap=6)
+  np.testing.assert_array_equal(starts, [8, 1])
+  np.testing.assert_array_equal(sampling.clip_frame_indices(starts, 8, 3, 32),
+                                [[8, 11, 14, 17, 20, 23, 26, 29], [1, 4, 7, 10, 13, 16, 19, 22]])
+  # L=64, T=8, D=3: starts in [0, 40]; min_gap 22 = D(T-1)+1, so clips share no frame.
+  # Try 0: floor(0.3*41)=12, floor(0.7*41)=28: 16 < 22, rejected; try 1: 2 and 36, accepted.
+  draws = np.array([[0.3, 0.7], [0.05, 0.9]])
+  starts = sampling.starts_from_draws(draws, 64, 8, 3, 2, min_gap=22)
+  np.testing.assert_array_equal(starts, [2, 36])
+  indices = sampling.clip_frame_indices(starts, 8, 3, 64)
+  assert not set(indices[0]) & set(indices[1])
+  # Unsatisfiable (gap 9 > max start 8): the evenly spaced fallback 0, 8 in try-0 rank order.
+  np.testing.assert_array_equal(
+      sampling.starts_from_draws(np.array([[0.9, 0.1]]), 32, 8, 3, 2, min_gap=9), [8, 0])
+  with pytest.raises(ValueError, match="min_start_gap"):
+    sampling.min_start_gap(32, 8, 3, 2, min_gap=-1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(L=st.integers(1, 200), T=st.integers(1, 10), D=st.integers(1, 4), K=st.integers(2, 4),
+       min_gap=st.integers(0, 40), seed=st.integers(0, 2**31))
+def test_min_gap_property(L, T, D, K, min_gap, seed):
+  starts = sampling.sample_clip_starts(np.random.default_rng(seed), L, T, D, K, min_gap=min_gap)
+  max_start = int(sampling.max_clip_start(L, T, D, K))
+  gap = int(sampling.min_start_gap(L, T, D, K, min_gap))
+  assert gap >= min_gap and np.all((starts >= 0) & (starts <= max_start))
+  if (K - 1) * gap <= max_start:
+    pairwise = np.abs(starts[:, None].astype(int) - starts[None, :])
+    assert np.all(pairwise[~np.eye(K, dtype=bool)] >= max(min_gap, paper_delta(L, T, D, K)))
+
+
+def test_numpy_and_tf_agree_with_min_gap():
+  import tensorflow as tf
+  rng = np.random.default_rng(1)
+  for L, T, D, K, min_gap in [(32, 8, 3, 2, 6), (64, 8, 3, 2, 22), (64, 8, 3, 4, 12),
+                              (32, 8, 3, 2, 9), (50, 4, 2, 3, 0)]:
+    draws = rng.random((3, K))
+    expected = sampling.starts_from_draws(draws, L, T, D, K, min_gap)
+    got = sampling.starts_from_draws_tf(tf.constant(draws), tf.constant(L), T, D, K, min_gap)
+    np.testing.assert_array_equal(got.numpy(), expected, err_msg=str((L, T, D, K, min_gap)))

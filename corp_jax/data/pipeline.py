@@ -228,7 +228,8 @@ def cropped_clip_tf(elem, frame_indices, begin, size, crop_size: int):
 
 def _train_map_fn(*, seed: int, num_clips: int, clip_len: int, stride: int, crop_size: int,
                   max_tries: int, label_key: str, augment: AugmentConfig, accel_aug: bool,
-                  shuffle_frames: bool = False):
+                  shuffle_frames: bool = False, min_start_gap: int = 0,
+                  reverse_prob: float = 0.0):
   """(global_index, (video_id, item)) -> one video's training example."""
   from corp_jax.data import augment_tf  # pylint: disable=g-import-not-at-top
   tf = _tf()
@@ -241,8 +242,14 @@ def _train_map_fn(*, seed: int, num_clips: int, clip_len: int, stride: int, crop
     seeds = tf.random.stateless_uniform([2 * num_clips + 1, 2], seed=element_seed,
                                         minval=None, maxval=None, dtype=tf.int64)
     starts = sampling.sample_clip_starts_tf(seeds[0], elem["num_frames"], clip_len, stride,
-                                            num_clips, max_tries)
+                                            num_clips, max_tries, min_start_gap)
     indices = sampling.clip_frame_indices_tf(starts, clip_len, stride, elem["num_frames"])
+    if reverse_prob > 0:
+      # The whole video played backwards: frame f of the shown video is L - 1 - f. Starts
+      # (the order label) count in the shown video, so they stay as sampled.
+      reverse_seed = tf.random.experimental.stateless_fold_in(seeds[0], 1)
+      backwards = tf.random.stateless_uniform([], seed=reverse_seed, dtype=tf.float64)
+      indices = tf.where(backwards < reverse_prob, elem["num_frames"] - 1 - indices, indices)
     if shuffle_frames:
       indices = shuffled_within_clips_tf(indices, element_seed)
     shape = frame_shape_tf(elem)
@@ -299,11 +306,17 @@ def build_train_dataset(source: SourceType, *, batch_size_per_process: int, num_
                         process_count: Optional[int] = None,
                         max_tries: int = sampling.DEFAULT_MAX_TRIES, cache: bool = False,
                         cycle_length: int = 16, records_per_epoch: Optional[int] = None,
-                        num_threads: Optional[int] = None, shuffle_frames: bool = False):
+                        num_threads: Optional[int] = None, shuffle_frames: bool = False,
+                        min_start_gap: int = 0, reverse_prob: float = 0.0):
   """The training `tf.data.Dataset` (batched, infinite). See the module docstring.
 
-  `shuffle_frames` (a diagnostic control, off by default) puts each clip's frames in a random
-  order (`shuffled_within_clips_tf`); `starts` still give the clips' true start frames."""
+  Options beyond the paper (all off by default): `shuffle_frames`, a diagnostic control, puts
+  each clip's frames in a random order (`shuffled_within_clips_tf`; `starts` still give the
+  clips' true start frames); `min_start_gap` frames between clip starts on top of Eq. 3
+  (`sampling`); `reverse_prob`, the probability that a video is shown played backwards (every
+  clip of it; `starts` and clip frames follow the shown video, the record's `label` is not
+  changed).
+  """
   hide_gpus_from_tf()
   tf = _tf()
   for name, value in (("batch_size_per_process", batch_size_per_process),
@@ -313,6 +326,9 @@ def build_train_dataset(source: SourceType, *, batch_size_per_process: int, num_
       raise ValueError(f"make_train_dataset: {name} must be a positive integer, got {value!r}")
   if start_step < 0:
     raise ValueError(f"make_train_dataset: start_step must be >= 0, got {start_step}")
+  if not 0.0 <= reverse_prob <= 1.0:
+    raise ValueError(f"make_train_dataset: reverse_prob (config.data.reverse_video_prob) must "
+                     f"be in [0, 1], got {reverse_prob!r}")
   process_index, process_count = process_info(process_index, process_count)
   videos = VideoSource(source, process_index, process_count, cycle_length=cycle_length,
                        cache=cache)
@@ -329,7 +345,8 @@ def build_train_dataset(source: SourceType, *, batch_size_per_process: int, num_
       (tf.data.Dataset.range(start_element, np.iinfo(np.int64).max), stream))
   map_fn = _train_map_fn(seed=seed, num_clips=num_clips, clip_len=clip_len, stride=stride,
                          crop_size=crop_size, max_tries=max_tries, label_key=label_key,
-                         augment=augment, accel_aug=accel_aug, shuffle_frames=shuffle_frames)
+                         augment=augment, accel_aug=accel_aug, shuffle_frames=shuffle_frames,
+                         min_start_gap=min_start_gap, reverse_prob=float(reverse_prob))
   ds = indexed.map(no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
                    deterministic=True)
   ds = ds.batch(batch_size_per_process, drop_remainder=True)

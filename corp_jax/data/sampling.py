@@ -11,6 +11,13 @@ Contract:
   integer arithmetic. A rejected draw is redrawn, up to `max_tries` draws; if none is accepted
   the deterministic fallback below is returned.
 
+  `min_gap` (frames, default 0 = Eq. 3 alone; `config.data.min_start_gap`) raises the required
+  start distance to max(ceil(Δ), min_gap). Not in the paper: Eq. 3 at the paper's K400 sizes
+  (L ~ 250, T = 16, D = 2) already keeps clips apart, but on short videos its clips overlap
+  (L = 32, T = 8, D = 3: starts 4-8 frames apart, each clip covering 22 frames), so the order
+  of two clips can be read by matching the end of one to the start of the other. Clips do not
+  share frames when min_gap >= D (T - 1) + 1. Everything below holds with g = that maximum.
+
   Start range: max_start = L - DT when L - DT >= K - 1 (the video holds K distinct
   non-wrapping clip starts). Otherwise the video is *looped*: max_start = L - 1 and frame
   indices wrap modulo L. For K = 1 this is exactly "videos shorter than DT are looped"; for
@@ -56,16 +63,23 @@ def _check_clip_args(clip_len: int, stride: int, num_clips: int, max_tries: int 
       raise ValueError(f"sampling: {name} must be a positive integer, got {value!r}")
 
 
-def min_start_gap(num_frames, clip_len: int, stride: int, num_clips: int):
-  """ceil(Δ) of Eq. 3 in exact integer arithmetic; works on ints and integer arrays.
+def _check_min_gap(min_gap) -> None:
+  if int(min_gap) != min_gap or min_gap < 0:
+    raise ValueError(f"sampling: min_gap (config.data.min_start_gap) must be an integer >= 0 "
+                     f"frames, got {min_gap!r}")
+
+
+def min_start_gap(num_frames, clip_len: int, stride: int, num_clips: int, min_gap: int = 0):
+  """max(ceil(Δ), min_gap), Δ of Eq. 3, in exact integer arithmetic; ints or integer arrays.
 
   Δ = min(max((L - DT) / K, 1), DT); ceil is monotone and 1, DT are integers, so
   ceil(Δ) = min(max(ceil((L - DT) / K), 1), DT).
   """
+  _check_min_gap(min_gap)
   span = clip_len * stride
   excess = np.asarray(num_frames, np.int64) - span
   ceil_div = -((-excess) // num_clips)
-  return np.minimum(np.maximum(ceil_div, 1), span)
+  return np.maximum(np.minimum(np.maximum(ceil_div, 1), span), int(min_gap))
 
 
 def max_clip_start(num_frames, clip_len: int, stride: int, num_clips: int):
@@ -84,7 +98,7 @@ def _evenly_spaced(max_start, num_clips: int):
 
 
 def starts_from_draws(draws: np.ndarray, num_frames: int, clip_len: int, stride: int,
-                      num_clips: int) -> np.ndarray:
+                      num_clips: int, min_gap: int = 0) -> np.ndarray:
   """Maps uniforms to clip starts: the first accepted try, else the fallback.
 
   Args:
@@ -100,7 +114,7 @@ def starts_from_draws(draws: np.ndarray, num_frames: int, clip_len: int, stride:
   if int(num_frames) < 1:
     raise ValueError(f"starts_from_draws: video has num_frames={num_frames}; need >= 1")
   max_start = int(max_clip_start(num_frames, clip_len, stride, num_clips))
-  gap = int(min_start_gap(num_frames, clip_len, stride, num_clips))
+  gap = int(min_start_gap(num_frames, clip_len, stride, num_clips, min_gap))
   n_values = np.float64(max_start + 1)
   tries = np.minimum(np.floor(draws * n_values).astype(np.int64), max_start)
   diffs = np.abs(tries[:, :, None] - tries[:, None, :])
@@ -113,11 +127,12 @@ def starts_from_draws(draws: np.ndarray, num_frames: int, clip_len: int, stride:
 
 
 def sample_clip_starts(rng: np.random.Generator, num_frames: int, clip_len: int, stride: int,
-                       num_clips: int, max_tries: int = DEFAULT_MAX_TRIES) -> np.ndarray:
+                       num_clips: int, max_tries: int = DEFAULT_MAX_TRIES,
+                       min_gap: int = 0) -> np.ndarray:
   """Eq. 3 sampler (NumPy). Returns [K] int32 starts in sampled order."""
   _check_clip_args(clip_len, stride, num_clips, max_tries)
   draws = rng.random((max_tries, num_clips), dtype=np.float64)
-  return starts_from_draws(draws, num_frames, clip_len, stride, num_clips)
+  return starts_from_draws(draws, num_frames, clip_len, stride, num_clips, min_gap)
 
 
 def clip_frame_indices(starts, clip_len: int, stride: int, num_frames: int) -> np.ndarray:
@@ -148,14 +163,15 @@ def _tf():
   return tf
 
 
-def _max_start_and_gap_tf(num_frames, clip_len: int, stride: int, num_clips: int):
+def _max_start_and_gap_tf(num_frames, clip_len: int, stride: int, num_clips: int,
+                          min_gap: int = 0):
   tf = _tf()
   num_frames = tf.cast(num_frames, tf.int64)
   span = tf.constant(clip_len * stride, tf.int64)
   excess = num_frames - span
   max_start = tf.where(excess >= num_clips - 1, excess, num_frames - 1)
   ceil_div = -tf.math.floordiv(-excess, tf.constant(num_clips, tf.int64))
-  gap = tf.minimum(tf.maximum(ceil_div, 1), span)
+  gap = tf.maximum(tf.minimum(tf.maximum(ceil_div, 1), span), tf.constant(min_gap, tf.int64))
   return max_start, gap
 
 
@@ -167,14 +183,16 @@ def _evenly_spaced_tf(max_start, num_clips: int):
   return tf.math.floordiv(k * max_start, num_clips - 1)
 
 
-def starts_from_draws_tf(draws, num_frames, clip_len: int, stride: int, num_clips: int):
+def starts_from_draws_tf(draws, num_frames, clip_len: int, stride: int, num_clips: int,
+                         min_gap: int = 0):
   """TF twin of `starts_from_draws`: draws [max_tries, K] float64 -> [K] int32."""
   tf = _tf()
   _check_clip_args(clip_len, stride, num_clips)
+  _check_min_gap(min_gap)
   draws = tf.ensure_shape(tf.cast(draws, tf.float64), [None, num_clips])
   tf.debugging.assert_positive(
       tf.cast(num_frames, tf.int64), message="starts_from_draws_tf: video has no frames")
-  max_start, gap = _max_start_and_gap_tf(num_frames, clip_len, stride, num_clips)
+  max_start, gap = _max_start_and_gap_tf(num_frames, clip_len, stride, num_clips, int(min_gap))
   n_values = tf.cast(max_start + 1, tf.float64)
   tries = tf.minimum(tf.cast(tf.floor(draws * n_values), tf.int64), max_start)
   diffs = tf.abs(tries[:, :, None] - tries[:, None, :])
@@ -188,12 +206,12 @@ def starts_from_draws_tf(draws, num_frames, clip_len: int, stride: int, num_clip
 
 
 def sample_clip_starts_tf(seed, num_frames, clip_len: int, stride: int, num_clips: int,
-                          max_tries: int = DEFAULT_MAX_TRIES):
+                          max_tries: int = DEFAULT_MAX_TRIES, min_gap: int = 0):
   """Eq. 3 sampler (TF, stateless): seed [2] int -> [K] int32 starts in sampled order."""
   tf = _tf()
   _check_clip_args(clip_len, stride, num_clips, max_tries)
   draws = tf.random.stateless_uniform([max_tries, num_clips], seed=seed, dtype=tf.float64)
-  return starts_from_draws_tf(draws, num_frames, clip_len, stride, num_clips)
+  return starts_from_draws_tf(draws, num_frames, clip_len, stride, num_clips, min_gap)
 
 
 def clip_frame_indices_tf(starts, clip_len: int, stride: int, num_frames):

@@ -61,25 +61,34 @@ def positive_mask(num_videos: int) -> Array:
   return rows[None, :] == (rows ^ 1)[:, None]
 
 
-def info_nce_terms(z: Array, temperature: float) -> Tuple[Array, Array]:
+def info_nce_terms(z: Array, temperature: float,
+                   extra_negatives: Array | None = None) -> Tuple[Array, Array]:
   """Per-anchor -log Prob_{i, partner}(not P1) of Eq. 5.
 
   Args:
     z: [B, 2, d] projections (any scale; normalised here).
     temperature: tau.
+    extra_negatives: optional [N, d] projections added to every anchor's denominator (not in
+      the paper; e.g. the time-reversed copies of the clips, `loss.reversed_negatives`).
 
   Returns:
     (nce [B, 2] float32 with nce[b, a] the term of anchor (b, a), logits [2B, 2B]).
   """
   b = z.shape[0]
   logits = similarity_logits(z, temperature)
-  log_prob = logits - jax.nn.logsumexp(logits, axis=1, keepdims=True)
+  normaliser = jax.nn.logsumexp(logits, axis=1, keepdims=True)
+  if extra_negatives is not None:
+    anchors = l2_normalize(z.astype(jnp.float32).reshape(2 * b, -1))
+    extra = anchors @ l2_normalize(extra_negatives.astype(jnp.float32)).T / temperature
+    normaliser = jnp.logaddexp(normaliser, jax.nn.logsumexp(extra, axis=1, keepdims=True))
+  log_prob = logits - normaliser
   partner = jnp.arange(2 * b) ^ 1
   nce = -jnp.take_along_axis(log_prob, partner[:, None], axis=1)[:, 0]
   return nce.reshape(b, 2), logits
 
 
-def nt_xent(z: Array, temperature: float = 0.1) -> Tuple[Array, Dict[str, Array]]:
+def nt_xent(z: Array, temperature: float = 0.1,
+            extra_negatives: Array | None = None) -> Tuple[Array, Dict[str, Array]]:
   """SimCLR/CVRL InfoNCE loss over 2B clips.
 
   Args:
@@ -92,7 +101,7 @@ def nt_xent(z: Array, temperature: float = 0.1) -> Tuple[Array, Dict[str, Array]
   """
   check_clip_pairs(z)
   check_temperature(temperature)
-  nce, logits = info_nce_terms(z, temperature)
+  nce, logits = info_nce_terms(z, temperature, extra_negatives)
   loss = jnp.mean(nce)
   top1 = metrics_lib.contrast_top1(logits, positive_mask(z.shape[0]))
   return loss, {"loss": loss, "nce_loss": loss, "contrast_top1": top1}

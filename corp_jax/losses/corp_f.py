@@ -40,8 +40,8 @@ def order_labels(starts: Array) -> Tuple[Array, Array]:
   return labels, starts != other
 
 
-def corp_f_loss(z: Array, starts: Array, order_logits: Array,
-                temperature: float = 0.1) -> Tuple[Array, Dict[str, Array]]:
+def corp_f_loss(z: Array, starts: Array, order_logits: Array, temperature: float = 0.1,
+                extra_negatives: Array | None = None) -> Tuple[Array, Dict[str, Array]]:
   """CORP_f loss, Eq. 6 with L_total = 1/B sum_b L_b.
 
   Args:
@@ -49,6 +49,8 @@ def corp_f_loss(z: Array, starts: Array, order_logits: Array,
     starts: [B, 2] start frames; the only source of the order label.
     order_logits: [B, 2, 2], order_logits[b, a] = phi(z[b, a], z[b, 1 - a]) (Eq. 4).
     temperature: tau of Eq. 5.
+    extra_negatives: optional [N, d] added to every anchor's NCE denominator (not in the
+      paper; `contrastive.info_nce_terms`).
 
   Returns:
     (loss, metrics). If starts[b, 0] == starts[b, 1], the two order terms of video b are masked
@@ -65,7 +67,7 @@ def corp_f_loss(z: Array, starts: Array, order_logits: Array,
     raise ValueError(f"order_logits must have shape [B, 2, 2] = {(b, 2, 2)}, got "
                      f"{order_logits.shape}")
 
-  nce, similarity = contrastive.info_nce_terms(z, temperature)
+  nce, similarity = contrastive.info_nce_terms(z, temperature, extra_negatives)
   labels, valid = order_labels(starts)
   order_log_prob = jax.nn.log_softmax(order_logits.astype(jnp.float32), axis=-1)
   order_ce = -jnp.take_along_axis(order_log_prob, labels[..., None], axis=-1)[..., 0]

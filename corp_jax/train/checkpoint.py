@@ -296,6 +296,18 @@ def restore_backbone(workdir: str, step: int | None = None,
   CorruptCheckpoint when the requested `step` is damaged. Without `step`, damaged newer steps
   are reported, moved aside and skipped (module docstring).
   """
+  params, stats, step = restore_model(workdir, step, log)
+  directory = checkpoint_dir(workdir)
+  if "backbone" not in params:
+    raise ValueError(f"checkpoint {directory}/{step} has no 'backbone' parameters; "
+                     f"top-level keys: {sorted(params)}")
+  return params["backbone"], stats.get("backbone", {}), int(step)
+
+
+def restore_model(workdir: str, step: int | None = None,
+                  log=_stderr) -> tuple[dict, dict, int]:
+  """Returns (params, batch_stats, step) of the whole model (backbone, projection, head);
+  errors as `restore_backbone`."""
   directory = checkpoint_dir(workdir)
   if not io_paths.isdir(directory):
     raise FileNotFoundError(f"no checkpoints in {directory}: is {workdir!r} a pretraining workdir?")
@@ -306,8 +318,7 @@ def restore_backbone(workdir: str, step: int | None = None,
     if not steps:
       raise FileNotFoundError(f"no complete checkpoint in {directory}")
     if step is None:
-      # The whole tree is restored (Orbax restores a tree as saved); only the backbone is
-      # kept. A damaged newest step is reported, moved aside and the previous one used.
+      # The whole tree is restored (Orbax restores a tree as saved). A damaged newest step is reported, moved aside and the previous one used.
       step, restored = restore_newest_intact(manager, log)
       if step is None:
         raise FileNotFoundError(f"no readable checkpoint in {directory}: every step was "
@@ -325,8 +336,4 @@ def restore_backbone(workdir: str, step: int | None = None,
             "0 = the newest readable one)") from e
   finally:
     manager.close()
-  params, stats = restored["params"], restored["batch_stats"]
-  if "backbone" not in params:
-    raise ValueError(f"checkpoint {directory}/{step} has no 'backbone' parameters; "
-                     f"top-level keys: {sorted(params)}")
-  return params["backbone"], stats.get("backbone", {}), int(step)
+  return restored["params"], restored.get("batch_stats", {}), int(step)

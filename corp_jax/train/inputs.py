@@ -114,7 +114,9 @@ def make_train_inputs(config, *, per_process_batch: int, start_step: int) -> Tra
       crop_size=data.crop_size, seed=config.seed, shuffle_buffer=data.shuffle_buffer,
       label_key=label_key, augment=augment_config(data), accel_aug=bool(data.accel_aug),
       start_step=start_step, records_per_epoch=num_videos,
-      shuffle_frames=bool(data.get("shuffle_frames_in_clip", False)))
+      shuffle_frames=bool(data.get("shuffle_frames_in_clip", False)),
+      min_start_gap=int(data.get("min_start_gap", 0)),
+      reverse_prob=float(data.get("reverse_video_prob", 0.0)))
   return TrainInputs(it, num_videos, bool(data.accel_aug))
 
 

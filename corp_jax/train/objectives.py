@@ -89,22 +89,35 @@ def corp_f_order_logits(z, relate):
 
 
 def compute_loss(objective: Objective, z, starts, *, relate, relate_all,
-                 temperature: float, group_size: int):
-  """Loss and metrics of one batch. z: [B, K, d] float32; starts: [B, K] int32."""
+                 temperature: float, group_size: int, z_reversed=None):
+  """Loss and metrics of one batch. z: [B, K, d] float32; starts: [B, K] int32.
+
+  z_reversed: optional [B, K, d] projections of the time-reversed clips (not in the paper;
+  `loss.reversed_negatives`). simclr, corp_f: extra negatives of the InfoNCE term. Grouped
+  objectives: each group also holds the reversed copy of each of its videos as a video of
+  its own (clip order flipped), so a clip and its reversal form a different-video (P1) pair.
+  """
+  extra = None if z_reversed is None else z_reversed.reshape(-1, z_reversed.shape[-1])
   if objective.name == "simclr":
-    return losses.nt_xent(z, temperature=temperature)
+    return losses.nt_xent(z, temperature=temperature, extra_negatives=extra)
   if objective.name == "corp_f":  # the order label comes from starts inside
     return losses.corp_f_loss(z, starts, corp_f_order_logits(z, relate),
-                              temperature=temperature)
+                              temperature=temperature, extra_negatives=extra)
   zn = relation_inputs(z)
   batch, num_clips, dim = zn.shape
   groups = batch // group_size
   zg = zn.reshape(groups, group_size * num_clips, dim)
+  starts_g = starts.reshape(groups, group_size * num_clips)
+  videos = group_size
+  if z_reversed is not None:
+    # Played backwards, a clip starting earlier ends later: negated starts keep every order.
+    zg = jnp.concatenate(
+        [zg, relation_inputs(z_reversed).reshape(groups, group_size * num_clips, dim)], 1)
+    starts_g = jnp.concatenate([starts_g, -starts_g], 1)
+    videos = 2 * group_size
   pair_logits = jax.vmap(relate_all)(zg)
   video_index = jnp.broadcast_to(
-      jnp.repeat(jnp.arange(group_size, dtype=jnp.int32), num_clips),
-      (groups, group_size * num_clips))
-  starts_g = starts.reshape(groups, group_size * num_clips)
+      jnp.repeat(jnp.arange(videos, dtype=jnp.int32), num_clips), (groups, videos * num_clips))
   loss_fn = {
       "corp_m": losses.corp_m_loss,
       "order_only": losses.order_only_loss,

@@ -21,11 +21,13 @@ from corp_jax.train.state import TrainState
 
 def make_train_step(model, tx, schedule, objective: objectives_lib.Objective, *,
                     temperature: float, group_size: int, mesh,
-                    augment_fn: Callable | None = None):
+                    augment_fn: Callable | None = None, reversed_negatives: bool = False):
   """Returns `step(state, batch, rng) -> (state, metrics)`, jitted over `mesh`.
 
   batch: {'clips': [B, K, T, H, W, 3], 'starts': [B, K], ...} global arrays.
   augment_fn: optional `(key, clips) -> clips` run on the device before the model.
+  reversed_negatives: also run every clip played backwards (one forward pass over both, so
+    BatchNorm sees both) as negatives (`objectives.compute_loss`; not in the paper).
   """
 
   def train_step(state: TrainState, batch, rng):
@@ -37,15 +39,17 @@ def make_train_step(model, tx, schedule, objective: objectives_lib.Objective, *,
     flat = clips.reshape((batch_size * num_clips,) + clips.shape[2:])
 
     def loss_fn(params):
+      inputs = jnp.concatenate([flat, flat[:, ::-1]]) if reversed_negatives else flat
       out, mutated = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, flat, train=True,
+          {"params": params, "batch_stats": state.batch_stats}, inputs, train=True,
           mutable=["batch_stats"])
-      z = out["z"].reshape(batch_size, num_clips, -1)
+      z_all = out["z"].reshape(-1, batch_size, num_clips, out["z"].shape[-1])
+      z, z_reversed = z_all[0], (z_all[1] if reversed_negatives else None)
       relate = lambda a, b: model.apply({"params": params}, a, b, method=model.relate)
       relate_all = lambda zz: model.apply({"params": params}, zz, method=model.relate_all)
       loss, metrics = objectives_lib.compute_loss(
           objective, z, batch["starts"], relate=relate, relate_all=relate_all,
-          temperature=temperature, group_size=group_size)
+          temperature=temperature, group_size=group_size, z_reversed=z_reversed)
       return loss, (metrics, mutated["batch_stats"])
 
     (loss, (metrics, batch_stats)), grads = jax.value_and_grad(

@@ -1,0 +1,305 @@
+"""Where a pretrained model keeps its order knowledge, on the embedded data set.
+
+For each pretraining workdir (simclr, corp_f, corp_m, ...) the model is restored whole
+(backbone, projection, relation head) and run, BatchNorm in inference mode, on clips of the
+embedded videos (rendered by `embedded_render`, whole frame resized to the crop size, no
+augmentation; the JPEG step of the stored shards is skipped, so no TensorFlow is needed).
+Linear probes are trained on clips of the *train* split and scored on the *test* split.
+
+Layers: `stem`, `res2`..`res5` (globally average-pooled; `res5` is the feature h that linear
+evaluation uses), `res5_time` (pooled over space only, the time steps concatenated: what a
+linear read-out could use if the global time average were not taken), `z` (projection) and
+`head_input` (√d-scaled unit z, what the relation head sees). Layers wider than `max_dim`
+are reduced to their top principal components of the training clips.
+
+Measures (chance 0.5 for all):
+  reversal        each motion class against its time-reversal partner (a class and its
+                  partner show the same frames in opposite order), mean over the pairs:
+                  direction knowledge in ONE clip.
+  diff_order      order of two clips of one video from f_i - f_j, one linear map for all
+                  videos (a consistent-sign, content-free cue: drift of anything monotone).
+  diff_order_in_class  the same, fitted per motion class and averaged: state that changes
+                  monotonically within a class (height, size, fill, angle), readable only
+                  when the class (hence the direction) is known.
+  head             the relation head's own order decision on same-video test clips, by
+                  start gap in frames (training gaps are Eq. 3's), and `cross_video`: the
+                  head on two clips of *different* videos of the same motion class, which
+                  continuity between the clips cannot solve and a sense of direction can.
+  head_train_videos     the same on as many training videos: far above `head` means order
+                  was learned per video (memorised), not as a sense of direction.
+
+  python -m corp_jax.tools.order_probe --pretrain_workdir=workdirs/simclr \
+      --pretrain_workdir=workdirs/corp_f --pretrain_workdir=workdirs/corp_m --out=workdirs/probe
+
+Writes OUT/order_probe.json, OUT/order_probe.md and OUT/order_probe.png; prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from corp_jax.data import embedded
+from corp_jax.data import embedded_render
+from corp_jax.data import sampling
+from corp_jax.evaluate import features as features_lib
+from corp_jax.models import resnet3d
+from corp_jax.tools import linear_decode
+from corp_jax.train import checkpoint as ckpt_lib
+from corp_jax.train import model as model_lib
+from corp_jax.train import objectives as objectives_lib
+
+LAYERS = ("stem", "res2", "res3", "res4", "res5", "res5_time", "z", "head_input")
+_CHUNK = 128
+
+
+def resize_bilinear(frames: np.ndarray, size: int) -> np.ndarray:
+  """uint8 [L, H, W, 3] -> float32 [L, size, size, 3] in [0, 1]; the sampling grid of
+  `tf.image.resize(..., 'bilinear')` (half-pixel centres, no antialiasing)."""
+
+  def axis_weights(n_in):
+    src = (np.arange(size) + 0.5) * (n_in / size) - 0.5
+    lo = np.floor(src)
+    frac = (src - lo).astype(np.float32)
+    i0 = np.clip(lo, 0, n_in - 1).astype(int)
+    i1 = np.clip(lo + 1, 0, n_in - 1).astype(int)
+    return i0, i1, frac
+
+  x = frames.astype(np.float32) / 255.0
+  y0, y1, fy = axis_weights(x.shape[1])
+  x = x[:, y0] * (1 - fy)[None, :, None, None] + x[:, y1] * fy[None, :, None, None]
+  x0, x1, fx = axis_weights(x.shape[2])
+  return x[:, :, x0] * (1 - fx)[None, None, :, None] + x[:, :, x1] * fx[None, None, :, None]
+
+
+def render_videos(pre_data, split: str, num_videos: int, crop_size: int, seed: int = 0):
+  """The first `num_videos` videos of a pretraining run's embedded split, exactly as
+  `embedded.ensure_embedded_dataset` renders them (before JPEG): (frames float32
+  [N, L, S, S, 3], motion [N], appearance [N])."""
+  split_size = int(pre_data[f"embedded_num_{split}"])
+  appearances, motions = embedded.split_classes(seed, split, split_size)
+  frames = []
+  for index in range(num_videos):
+    video = embedded_render.render_video(
+        embedded.video_rng(seed, split, index), int(appearances[index]), int(motions[index]),
+        int(pre_data.embedded_num_frames), int(pre_data.embedded_frame_size))
+    frames.append(resize_bilinear(video, crop_size))
+  return np.stack(frames), motions[:num_videos], appearances[:num_videos]
+
+
+class ProbedModel:
+  """A pretraining workdir's model, returning every probed layer for a batch of clips."""
+
+  def __init__(self, workdir: str, step: int | None = None):
+    self.config = features_lib.load_pretrain_config(workdir)
+    params, stats, self.step = ckpt_lib.restore_model(workdir, step or None)
+    objective = objectives_lib.get_objective(self.config.objective)
+    self.has_head = objective.head_classes > 0
+    self.objective = objective.name
+    self.module = model_lib.model_from_config(self.config.model, objective.head_classes)
+    self.variables = {"params": params, "batch_stats": stats}
+    spec = resnet3d.get_spec(self.config.model.backbone)
+    self._stage_blocks = {f"res{s + 2}": f"res{s + 2}_block{d - 1}"
+                          for s, d in enumerate(spec.stage_depths)}
+    self._forward = jax.jit(self._layers)
+    self._relate = jax.jit(lambda v, x, y: self.module.apply(
+        {"params": v["params"]}, x, y, method=self.module.relate))
+
+  def _layers(self, variables, clips):
+    wanted = set(self._stage_blocks.values()) | {"stem_bn"}
+    out, state = self.module.apply(
+        variables, clips, train=False, mutable=["intermediates"],
+        capture_intermediates=lambda mdl, method: method == "__call__" and mdl.name in wanted)
+    captured = state["intermediates"]["backbone"]
+    pooled = lambda a: jnp.mean(a.astype(jnp.float32), axis=(1, 2, 3))  # noqa: E731
+    layers = {"stem": pooled(captured["stem_bn"]["__call__"][0])}
+    for stage, block in self._stage_blocks.items():
+      layers[stage] = pooled(captured[block]["__call__"][0])
+    res5 = captured[self._stage_blocks["res5"]]["__call__"][0].astype(jnp.float32)
+    layers["res5_time"] = jnp.mean(res5, axis=(2, 3)).reshape(res5.shape[0], -1)
+    layers["z"] = out["z"]
+    layers["head_input"] = objectives_lib.relation_inputs(out["z"])
+    return layers
+
+  def layers(self, clips: np.ndarray) -> dict:
+    """clips [N, T, S, S, 3] float32 -> {layer: [N, F] float32 NumPy}."""
+    parts = []
+    for lo in range(0, len(clips), _CHUNK):
+      chunk = clips[lo:lo + _CHUNK]
+      pad = _CHUNK - len(chunk)
+      if pad:
+        chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+      got = jax.device_get(self._forward(self.variables, jnp.asarray(chunk)))
+      parts.append({k: v[:len(chunk) - pad] for k, v in got.items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+  def earlier_score(self, head_in_i: np.ndarray, head_in_j: np.ndarray) -> np.ndarray:
+    """> 0 where the head says clip i is earlier than clip j; [N] float32."""
+    logits = np.asarray(self._relate(self.variables, jnp.asarray(head_in_i),
+                                     jnp.asarray(head_in_j)), np.float32)
+    if self.objective == "corp_m":  # classes P1 (other video), P2 (i earlier), P3 (j earlier)
+      return logits[:, 1] - logits[:, 2]
+    return logits[:, 0] - logits[:, 1]  # corp_f / order_only: class 0 = i earlier
+
+
+def gather_clips(frames: np.ndarray, starts: np.ndarray, clip_len: int, stride: int):
+  """frames [N, L, ...], starts [S] -> clips [N * S, T, ...] (video-major) and their starts."""
+  n, num_frames = frames.shape[:2]
+  index = sampling.clip_frame_indices(starts, clip_len, stride, num_frames)  # [S, T]
+  clips = frames[:, index]  # [N, S, T, ...]
+  return clips.reshape((n * len(starts),) + clips.shape[2:]), np.tile(starts, n)
+
+
+def _reduce(train: np.ndarray, test: np.ndarray, max_dim: int):
+  if train.shape[1] <= max_dim:
+    return train, test
+  mean = train.mean(0)
+  _, _, vt = np.linalg.svd(train - mean, full_matrices=False)
+  basis = vt[:max_dim].T
+  return (train - mean) @ basis, (test - mean) @ basis
+
+
+def same_video_pairs(num_videos: int, starts: np.ndarray):
+  """All ordered pairs (i, j), i != j, of clips of one video (rows video-major), their
+  labels (1 = i starts earlier) and video index."""
+  s = len(starts)
+  a, b = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
+  keep = starts[a.ravel()] != starts[b.ravel()]
+  a, b = a.ravel()[keep], b.ravel()[keep]
+  offsets = np.arange(num_videos)[:, None] * s
+  pairs = np.stack([(offsets + a).ravel(), (offsets + b).ravel()], 1)
+  labels = np.tile((starts[a] < starts[b]).astype(int), num_videos)
+  return pairs, labels, np.repeat(np.arange(num_videos), len(a))
+
+
+def probe_layers(train_layers, test_layers, train_meta, test_meta, pairs_info, *,
+                 reversal_pairs, max_dim: int) -> dict:
+  """The linear measures of every layer (see the module docstring)."""
+  (tr_pairs, tr_labels, tr_pair_video), (te_pairs, te_labels, te_pair_video) = pairs_info
+  results = {}
+  for layer in LAYERS:
+    train_f, test_f = _reduce(train_layers[layer], test_layers[layer], max_dim)
+    rev = linear_decode.reversal_accuracy(
+        train_f, train_meta["motion"], test_f, test_meta["motion"], reversal_pairs,
+        train_groups=train_meta["video"])
+    diff = linear_decode.difference_order_accuracy(
+        train_f, tr_pairs, tr_labels, test_f, te_pairs, te_labels, train_groups=tr_pair_video)
+    in_class = []
+    for motion in np.unique(train_meta["motion"]):
+      tr = train_meta["motion"][tr_pairs[:, 0]] == motion
+      te = test_meta["motion"][te_pairs[:, 0]] == motion
+      in_class.append(linear_decode.difference_order_accuracy(
+          train_f, tr_pairs[tr], tr_labels[tr], test_f, te_pairs[te], te_labels[te],
+          train_groups=tr_pair_video[tr]))
+    results[layer] = {"dim": int(train_layers[layer].shape[1]), "reversal": rev["mean"],
+                      "reversal_per_pair": rev["per_pair"], "diff_order": diff,
+                      "diff_order_in_class": float(np.mean(in_class))}
+  return results
+
+
+def head_order(model: ProbedModel, frames, motion, clip_len: int, stride: int) -> dict:
+  """The head's order accuracy on same-video clips by start gap, and across videos."""
+  num_frames = frames.shape[1]
+  max_start = int(sampling.max_clip_start(num_frames, clip_len, stride, 2))
+  starts = np.arange(max_start + 1)
+  clips, _ = gather_clips(frames, starts, clip_len, stride)
+  head_in = model.layers(clips)["head_input"].reshape(len(frames), len(starts), -1)
+  by_gap = {}
+  for gap in range(1, max_start + 1):
+    i = starts[:-gap]
+    x, y = head_in[:, i].reshape(-1, head_in.shape[-1]), head_in[:, i + gap].reshape(
+        -1, head_in.shape[-1])
+    right = np.concatenate([model.earlier_score(x, y) > 0, model.earlier_score(y, x) < 0])
+    by_gap[gap] = float(np.mean(right))
+  # Another video of the same motion class: the next one of that class in the split.
+  partner = np.empty(len(frames), int)
+  for m in np.unique(motion):
+    members = np.flatnonzero(motion == m)
+    partner[members] = np.roll(members, -1)
+  early, late = starts[: (len(starts) + 1) // 2 - 1], starts[(len(starts) + 1) // 2:]
+  grid = np.array([(a, b) for a in early for b in late])
+  x = head_in[:, grid[:, 0]].reshape(-1, head_in.shape[-1])
+  y = head_in[partner][:, grid[:, 1]].reshape(-1, head_in.shape[-1])
+  cross = np.concatenate([model.earlier_score(x, y) > 0, model.earlier_score(y, x) < 0])
+  return {"by_gap": by_gap, "cross_video": float(np.mean(cross)),
+          "cross_video_min_gap": int(grid[:, 1].min() - grid[:, 0].max())}
+
+
+def _cached_videos(pre_data, split, num_videos, crop_size, cache_dir, log):
+  """`render_videos`, kept as float16 in `cache_dir` (rendering costs ~0.1 s per video)."""
+  split_size = int(pre_data[f"embedded_num_{split}"])
+  name = (f"{embedded.DATASET_NAME}-v{embedded.FORMAT_VERSION}-{split}{split_size}"
+          f"-first{num_videos}"
+          f"-{int(pre_data.embedded_frame_size)}px-{int(pre_data.embedded_num_frames)}f"
+          f"-crop{crop_size}.npz")
+  path = os.path.join(cache_dir, name) if cache_dir else ""
+  if path and os.path.exists(path):
+    with np.load(path) as f:
+      return f["frames"].astype(np.float32), f["motion"], f["appearance"]
+  t0 = time.time()
+  frames, motion, appearance = render_videos(pre_data, split, num_videos, crop_size)
+  log(f"  rendered {num_videos} {split} videos in {time.time() - t0:.0f}s")
+  if path:
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, frames=frames.astype(np.float16), motion=motion, appearance=appearance)
+    os.replace(tmp, path)
+  return frames, motion, appearance
+
+
+def probe_workdir(workdir: str, *, num_train: int, num_test: int, clips_per_video: int,
+                  max_dim: int, step: int | None = None, cache_dir: str = "",
+                  log=print) -> dict:
+  """All measures of one pretraining workdir (see the module docstring)."""
+  t0 = time.time()
+  model = ProbedModel(workdir, step)
+  data = model.config.data
+  if data.source != "embedded":
+    raise ValueError(f"{workdir}/config.json has data.source={data.source!r}; the order probe "
+                     "needs the embedded data set (its motion classes come in reversal pairs)")
+  if clips_per_video < 2:
+    raise ValueError(f"clips_per_video must be >= 2 (pairs of clips), got {clips_per_video}")
+  num_train = min(num_train or data.embedded_num_train, data.embedded_num_train)
+  num_test = min(num_test or data.embedded_num_test, data.embedded_num_test)
+  split_data = {}
+  for split, n in (("train", num_train), ("test", num_test)):
+    frames, motion, _ = _cached_videos(data, split, n, data.crop_size, cache_dir, log)
+    starts = sampling.uniform_clip_starts(frames.shape[1], data.clip_len, data.stride,
+                                          clips_per_video)
+    if len(np.unique(starts)) < 2:
+      raise ValueError(f"videos of {frames.shape[1]} frames hold one clip of {data.clip_len} "
+                       f"frames at stride {data.stride}: no clip pairs to order")
+    clips, _ = gather_clips(frames, starts, data.clip_len, data.stride)
+    meta = {"motion": np.repeat(motion, len(starts)),
+            "video": np.repeat(np.arange(n), len(starts))}
+    split_data[split] = (frames, motion, model.layers(clips), meta,
+                         same_video_pairs(n, starts))
+  tr, te = split_data["train"], split_data["test"]
+  result = {
+      "workdir": workdir, "objective": model.objective, "step": model.step,
+      "num_train_videos": num_train, "num_test_videos": num_test,
+      "clip": {"clip_len": data.clip_len, "stride": data.stride,
+               "num_frames": int(data.embedded_num_frames)},
+      "layers": probe_layers(tr[2], te[2], tr[3], te[3], (tr[4], te[4]),
+                             reversal_pairs=embedded_render.REVERSAL_PAIRS, max_dim=max_dim),
+  }
+  if model.has_head:
+    result["head"] = head_order(model, te[0], te[1], data.clip_len, data.stride)
+    # The same on videos the model trained on (as many as the test split): a gap between the
+    # two says the order was learned per video rather than as a sense of direction.
+    seen = slice(0, min(num_test, num_train))
+    result["head_train_videos"] = head_order(model, tr[0][seen], tr[1][seen], data.clip_len,
+                                             data.stride)
+  result["wall_s"] = time.time() - t0
+  return result
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from corp_jax.tools import order_probe_report  # pylint: disable=g-import-not-at-top
+  app.run(order_probe_report.main)
