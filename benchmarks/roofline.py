@@ -27,7 +27,7 @@ tests/test_roofline.py checks it against the convolutions in the model's jaxpr).
 
 Device ceilings (per device, nominal, SXM): H100 989 dense bf16 TFLOP/s (495 TF32 for float32)
 and 3.35 TB/s HBM3; H200 the same peaks and 4.8 TB/s HBM3e. `--peak_tflops` / `--bandwidth_tb_s`
-override them (e.g. 790 TFLOP/s, the bf16 matmul ceiling measured on this workplace's
+override them (e.g. 790 TFLOP/s, the bf16 matmul ceiling measured on an
 H100/H200, docs/DESIGN_NOTES.md).
 
 Usage:
