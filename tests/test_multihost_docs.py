@@ -55,3 +55,40 @@ def test_doc_command_config_parses(argv):
       type(current)(value)  # raises on a value of the wrong type
   workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), "")
   assert workdir, f"no --workdir in {argv}"
+
+
+def _readme_commands() -> list[list[str]]:
+  """The `python3 -m corp_jax.main` commands of README.md's multi-host section."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    text = f.read()
+  section = text[text.index("## Multi-host"):]
+  section = section[:section.index("\n## ", 1)]
+  joined = re.sub(r"\\\n\s*", " ", section)
+  return [shlex.split(m.group(1)) for m in
+          re.finditer(r"python3 -m corp_jax\.main(.*?)(?:\"|$)", joined, flags=re.M)]
+
+
+def test_readme_multihost_commands_parse():
+  commands = _readme_commands()
+  assert len(commands) >= 2
+  for argv in commands:
+    test_doc_command_config_parses(argv)
+
+
+def test_readme_slurm_command_dry_runs_under_a_simulated_slurm_node():
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  argv = next(a for a in _readme_commands() if "--gpus_per_process=node" in a)
+  env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+  env.update(SLURM_JOB_ID="7", SLURM_NTASKS="4", SLURM_PROCID="2", SLURM_LOCALID="0",
+             SLURM_NODEID="2", SLURM_STEP_NODELIST="node[1-4]",
+             SLURM_STEP_TASKS_PER_NODE="1(x4)", SLURM_TASKS_PER_NODE="1(x4)",
+             SLURM_GPUS_ON_NODE="8", CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7")
+  out = subprocess.run([sys.executable, "-m", "corp_jax.main", *argv, "--dry_run"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  resolved = json.loads(out.stdout[out.stdout.index("{"):])
+  assert resolved["initialize_kwargs"] == {
+      "coordinator_address": resolved["coordinator_address"], "num_processes": 4,
+      "process_id": 2, "local_device_ids": [0, 1, 2, 3, 4, 5, 6, 7]}
