@@ -302,4 +302,5 @@ def probe_workdir(workdir: str, *, num_train: int, num_test: int, clips_per_vide
 if __name__ == "__main__":
   from absl import app  # pylint: disable=g-import-not-at-top
   from corp_jax.tools import order_probe_report  # pylint: disable=g-import-not-at-top
+  order_probe_report.define_flags()
   app.run(order_probe_report.main)

@@ -17,14 +17,18 @@ import numpy as np
 
 from corp_jax.tools import order_probe
 
-_WORKDIRS = flags.DEFINE_multi_string("pretrain_workdir", [], "pretraining workdirs to probe")
-_NAMES = flags.DEFINE_list("names", [], "one name per workdir (default: the directory names)")
-_OUT = flags.DEFINE_string("out", "", "directory for order_probe.{json,md,png}")
-_NUM_TRAIN = flags.DEFINE_integer("num_train", 256, "train videos for the probes (0 = all)")
-_NUM_TEST = flags.DEFINE_integer("num_test", 0, "test videos (0 = the whole test split)")
-_CLIPS = flags.DEFINE_integer("clips_per_video", 3, "uniformly spaced clips per video")
-_MAX_DIM = flags.DEFINE_integer("max_dim", 512, "wider layers are PCA-reduced to this")
-_STEP = flags.DEFINE_integer("step", 0, "checkpoint step (0 = latest)")
+def define_flags() -> None:
+  """Defines the command line's flags; called by the two entry points only, so importing this
+  module (tests, other tools) leaves absl's global flag registry alone."""
+  global _WORKDIRS, _NAMES, _OUT, _NUM_TRAIN, _NUM_TEST, _CLIPS, _MAX_DIM, _STEP  # pylint: disable=global-statement
+  _WORKDIRS = flags.DEFINE_multi_string("pretrain_workdir", [], "pretraining workdirs to probe")
+  _NAMES = flags.DEFINE_list("names", [], "one name per workdir (default: the directory names)")
+  _OUT = flags.DEFINE_string("out", "", "directory for order_probe.{json,md,png}")
+  _NUM_TRAIN = flags.DEFINE_integer("num_train", 256, "train videos for the probes (0 = all)")
+  _NUM_TEST = flags.DEFINE_integer("num_test", 0, "test videos (0 = the whole test split)")
+  _CLIPS = flags.DEFINE_integer("clips_per_video", 3, "uniformly spaced clips per video")
+  _MAX_DIM = flags.DEFINE_integer("max_dim", 512, "wider layers are PCA-reduced to this")
+  _STEP = flags.DEFINE_integer("step", 0, "checkpoint step (0 = latest)")
 
 _MEASURES = (("reversal", "reversal (1 clip)"), ("diff_order", "order from f_i-f_j"),
              ("diff_order_in_class", "order from f_i-f_j, per class"))
@@ -132,4 +136,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
