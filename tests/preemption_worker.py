@@ -13,8 +13,9 @@ import signal
 import sys
 import time
 
-os.environ["JAX_PLATFORMS"] = "cpu"
-os.environ.pop("XLA_FLAGS", None)
+if __name__ == "__main__":  # never in a process that imports this module (pytest)
+  os.environ["JAX_PLATFORMS"] = "cpu"
+  os.environ.pop("XLA_FLAGS", None)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TOTAL_STEPS = 8
