@@ -161,25 +161,9 @@ def eval_stream(config, data: EvalData) -> Iterator[dict]:
 
 
 def map_views(batches: Iterator[dict], fn: Callable[[np.ndarray], np.ndarray]) -> dict:
-  """Applies fn to every view of every real (unmasked) test video.
-
-  Returns {'outputs': [N, V, ...], 'label': [N], 'video_id': [N]}.
-  """
-  outputs, labels, ids = [], [], []
-  for batch in batches:
-    keep = np.asarray(batch["mask"], bool)
-    clips = np.asarray(batch["clips"])[keep]
-    if not len(clips):
-      continue
-    num_views = clips.shape[1]
-    flat = fn(clips.reshape((-1,) + clips.shape[2:]).astype(np.float32))
-    outputs.append(flat.reshape((len(clips), num_views) + flat.shape[1:]))
-    labels.append(np.asarray(batch["label"])[keep])
-    ids.append(np.asarray(batch["video_id"])[keep])
-  if not outputs:
-    raise ValueError("the test split yielded no videos")
-  return {"outputs": np.concatenate(outputs), "label": np.concatenate(labels),
-          "video_id": np.concatenate(ids)}
+  """Applies fn to every view of every real (unmasked) test video (`sharded_views.map_views`):
+  {'outputs': [N, V, ...], 'label': [N], 'video_id': [N]}."""
+  return sharded_views.map_views(batches, fn)
 
 
 def extract_train_features(batches: Iterator[dict], feature_fn, num_batches: int) -> dict:

@@ -73,22 +73,36 @@ def _one_file(source, index: int, num_files: int, feature_fn, eval_kwargs) -> di
   # File `index` alone, with the ids it has among all `num_files` files.
   batches = eval_pipeline.make_eval_dataset(source, process_index=index,
                                             process_count=num_files, **eval_kwargs)
+  result = map_views(batches, lambda clips: np.asarray(feature_fn(clips)), allow_empty=True)
+  return {"outputs": result["outputs"].astype(np.float32),
+          "label": result["label"].astype(np.int32),
+          "video_id": result["video_id"].astype(np.int32)}
+
+
+def map_views(batches, fn: Callable[[np.ndarray], np.ndarray], *,
+              allow_empty: bool = False) -> dict:
+  """Applies fn to every view of every real (unmasked) test video.
+
+  Returns {'outputs': [N, V, ...], 'label': [N], 'video_id': [N]}. No video is an error unless
+  `allow_empty` (one file of many may hold none); then outputs keep their rank, [0, 0, 0].
+  """
   outputs, labels, ids = [], [], []
   for batch in batches:
     keep = np.asarray(batch["mask"], bool)
     clips = np.asarray(batch["clips"])[keep]
     if not len(clips):
       continue
-    flat = np.asarray(feature_fn(clips.reshape((-1,) + clips.shape[2:]).astype(np.float32)))
+    flat = fn(clips.reshape((-1,) + clips.shape[2:]).astype(np.float32))
     outputs.append(flat.reshape((len(clips), clips.shape[1]) + flat.shape[1:]))
     labels.append(np.asarray(batch["label"])[keep])
     ids.append(np.asarray(batch["video_id"])[keep])
-  if not outputs:  # an empty file: keep the shapes' rank so results concatenate
+  if not outputs:
+    if not allow_empty:
+      raise ValueError("the test split yielded no videos")
     return {"outputs": np.zeros((0, 0, 0), np.float32), "label": np.zeros((0,), np.int32),
             "video_id": np.zeros((0,), np.int32)}
-  return {"outputs": np.concatenate(outputs).astype(np.float32),
-          "label": np.concatenate(labels).astype(np.int32),
-          "video_id": np.concatenate(ids).astype(np.int32)}
+  return {"outputs": np.concatenate(outputs), "label": np.concatenate(labels),
+          "video_id": np.concatenate(ids)}
 
 
 def _concat(parts: list[dict]) -> dict:
