@@ -154,16 +154,7 @@ class MetricReporter:
     print(f"step {step}/{self.total_steps} ({100.0 * step / self.total_steps:.0f}%) | {shown}"
           f" | {scalars['clips_per_sec']:.1f} clips/s | ETA {_format_duration(eta)}",
           file=self.stream, flush=True)
-    io_paths.append_text(self.jsonl_path, json.dumps({"step": step, **scalars}) + "\n")
-    if self._tb is not None:
-      for k, v in scalars.items():
-        if math.isfinite(v):
-          self._tb.add_scalar(f"train/{k}", v, step)
-      self._tb.flush()
-    if self._wandb is not None:
-      self._wandb.log(step, scalars)
-    self._final.update(scalars)
-    return scalars
+    return self._record(step, scalars, "train")
 
   def write_eval(self, step: int, scalars: dict, paused_seconds: float = 0.0) -> dict:
     """A periodic evaluation's scalars; `paused_seconds` of it are left out of clips/s."""
@@ -174,14 +165,18 @@ class MetricReporter:
       return scalars
     print(f"step {step} eval | " + " | ".join(f"{k} {v:.4g}" for k, v in scalars.items()),
           file=self.stream, flush=True)
+    return self._record(step, scalars, "eval")
+
+  def _record(self, step: int, scalars: dict, prefix: str) -> dict:
+    """One metrics.jsonl row, TensorBoard `<prefix>/<name>` scalars and the W&B mirror."""
     io_paths.append_text(self.jsonl_path, json.dumps({"step": step, **scalars}) + "\n")
     if self._tb is not None:
       for k, v in scalars.items():
         if math.isfinite(v):
-          self._tb.add_scalar(f"eval/{k}", v, step)
+          self._tb.add_scalar(f"{prefix}/{k}", v, step)
       self._tb.flush()
     if self._wandb is not None:
-      self._wandb.log(step, scalars, prefix="eval")
+      self._wandb.log(step, scalars, prefix=prefix)
     self._final.update(scalars)
     return scalars
 
