@@ -1,7 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator benchmark suite, prepared for one run on an H100 / H200 (about 8 minutes).
-# The first H200 run (2026-11-26, benchmarks/results/) measured the step; what it could not say
-# is where the step's time goes, so the profile now comes right after the step.
+# The accelerator benchmark suite, prepared for one run on an H100 / H200 (about 9 minutes).
 #
 #   bash benchmarks/gpu_suite.sh            # on the GPU machine; log in $OUT/bench.log
 #   bash benchmarks/gpu_suite.sh --smoke    # the same steps at tiny sizes on CPU (a dry run)
@@ -10,26 +8,22 @@
 # cannot eat the others' time (the remaining suite budget also caps each step; a step left with
 # under 10 s is skipped):
 #   1. environment: GPU, driver, jax / flax / optax / torch versions
-#   2. train_step.py R3D-50 16x224x224 bf16 CORP_f: PyTorch (torch.compile) first, then JAX
-#      with factorized convs (the GPU default since the 2026-11-26 H200 run) and two
-#      candidates: the hand-written BatchNorm backward (+fbn, corp_jax/models/batchnorm.py;
-#      the step is bandwidth-bound, benchmarks/roofline.py) and the space-to-depth stem (+s2d:
-#      3 input channels fill tensor cores badly); clips/s, XLA and model FLOPs, MFU, the
-#      JAX/PyTorch ratio. (Native 3D convs measured 0.73x PyTorch in that run, factorized
-#      0.89x with flax's BatchNorm; native is left out to save time.)
-#   3. profile_step.py (factorized): a jax.profiler trace of 5 steps, kernel time by category
-#      (convolution, matmul, data movement, reduction, elementwise), the top instructions and
-#      the roofline bounds next to them (benchmarks/roofline.py); summary JSON in $OUT
-#   4. hlo_check.py (factorized): transposes/copies around the convs with the default XLA
-#      flags (the optimised HLO is kept in $OUT)
-#   5. the same as 2 for CORP_m, factorized only
-#   6. train_step.py --find_max_batch CORP_f, without and with remat
-#   7. CORP_f JAX alone at a 3x larger per-device batch
-#   8. hlo_check.py with --xla_gpu_force_conv_nhwc (native convs: does it make them NDHWC?)
-#   9. python -m corp_jax.tools.parity --device cuda --dtype float32,bfloat16
+#   2. train_step.py R3D-50 16x224x224 bf16 CORP_f: PyTorch (torch.compile, channels_last_3d,
+#      bf16 autocast) first, then JAX with factorized convs (the GPU default) and the
+#      candidates: the hand-written BatchNorm backward (+fbn, corp_jax/models/batchnorm.py),
+#      the space-to-depth stem (+s2d), both; clips/s, model FLOPs, MFU, JAX/PyTorch
+#   3. profile_step.py CORP_f factorized: a jax.profiler trace, kernel time by category, the
+#      top instructions with their layer, time by stage, the roofline bounds beside them; the
+#      raw trace and optimised HLO kept (--keep) for re-reading with --from_kept
+#   4. hlo_check.py factorized: transposes / copies around the convs, bytes per category
+#   5. XLA:GPU command buffers (CUDA graphs) off, and on for every thunk kind (JAX alone)
+#   6. profile_step.py CORP_f native 3D convs, and 7. CORP_m factorized
+#   8. native convs with --xla_gpu_force_conv_nhwc (JAX alone)
+#   9. CORP_f factorized at a 3x larger per-device batch (JAX alone)
+#  10. train_step.py CORP_m: PyTorch, factorized, factorized+fbn
+# Everything but bench.log ends in $OUT/raw.tgz (the device tool returns at most 8 files).
 # Needs jax (CUDA), flax, optax, numpy, torch; no TensorFlow, no ml_collections.
-# The JAX persistent compilation cache is shared by the steps: step 3's compile and
-# step 5's first batch reuse step 2's.
+# The JAX persistent compilation cache is shared by the steps (same program, same flags).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,12 +32,14 @@ SMOKE=0
 OUT="${OUT:-/tmp/corp_bench_out}"
 mkdir -p "$OUT"
 LOG="$OUT/bench.log"
+RAW="$OUT/raw"
+mkdir -p "$RAW"
 : > "$LOG"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/corp_bench_jax_cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
-SUITE_BUDGET_S="${SUITE_BUDGET_S:-500}"  # the run tool allows 600 s per command
+SUITE_BUDGET_S="${SUITE_BUDGET_S:-540}"  # the run tool allows 600 s per command
 SUITE_START=$(date +%s)
 
 # step NAME LIMIT_S CMD...: runs CMD with the smaller of LIMIT_S and the time left, logs it.
@@ -86,31 +82,45 @@ print('jax', jax.__version__, jax.devices(), '| flax', flax.__version__, '| opta
       optax.__version__, '| torch', torch.__version__)"
 
 # Most important first: a later step that runs out of suite budget is skipped, not this one.
-step "train_step corp_f" 210 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_f --conv_impl factorized,factorized+fbn,factorized+s2d \
+step "train_step corp_f" 240 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
+  --objective corp_f --conv_impl factorized,factorized+fbn,factorized+s2d,factorized+fbn+s2d \
   --torch_compile "$COMPILE" "${STEPS[@]}" --json "$OUT/train_step_corp_f.json"
 cleanup
-step "profile_step corp_f" 90 "$PY" benchmarks/profile_step.py --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_f --conv_impl factorized --steps 5 --warmup 3 --top 25 \
-  --json "$OUT/profile_corp_f.json"
-step "hlo_check default flags" 50 "$PY" benchmarks/hlo_check.py --size "$SIZE" \
-  --dtype "$DTYPE" --conv_impl factorized --examples 3 --dump "$OUT/hlo_${SIZE}_${DTYPE}.txt"
-step "train_step corp_m" 150 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_m --conv_impl factorized --torch_compile "$COMPILE" "${STEPS[@]}" \
-  --json "$OUT/train_step_corp_m.json"
-cleanup
-# find_max_batch needs the whole device: let JAX use 95% of it.
-step "find_max_batch corp_f" 90 env XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 "$PY" \
-  benchmarks/train_step.py --find_max_batch --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_f --conv_impl factorized "${MAXB[@]}" --json "$OUT/find_max_batch.json"
-# Throughput at a larger per-device batch (JAX only): does a bigger step use the GPU better?
-step "train_step corp_f big batch" 60 "$PY" benchmarks/train_step.py --size "$SIZE" \
-  --dtype "$DTYPE" --objective corp_f --conv_impl factorized --no_torch "${STEPS[@]}" \
-  --batch "$BIG_BATCH" --json "$OUT/train_step_corp_f_big.json"
+step "profile_step corp_f factorized" 70 "$PY" benchmarks/profile_step.py --size "$SIZE" \
+  --dtype "$DTYPE" --objective corp_f --conv_impl factorized --steps 3 --warmup 3 --top 30 \
+  --json "$RAW/profile_corp_f_factorized.json" --keep "$RAW/profile_corp_f_factorized"
+step "hlo_check factorized" 40 "$PY" benchmarks/hlo_check.py --size "$SIZE" \
+  --dtype "$DTYPE" --conv_impl factorized --examples 3
+# XLA:GPU flags (read when the backend starts, so each is its own process; JAX alone, against
+# the PyTorch figure above): CUDA graphs (command buffers) off, and on for every kind of thunk
+# with no minimum graph size -- the gap between wall time and device busy time says which.
+step "train_step corp_f, command buffers off" 60 env XLA_FLAGS="--xla_gpu_enable_command_buffer=" \
+  "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
+  --conv_impl factorized --no_torch "${STEPS[@]}" --json "$RAW/train_step_cmdbuf_off.json"
+step "train_step corp_f, command buffers everywhere" 60 env \
+  XLA_FLAGS="--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN --xla_gpu_graph_min_graph_size=1" \
+  "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
+  --conv_impl factorized --no_torch "${STEPS[@]}" --json "$RAW/train_step_cmdbuf_all.json"
+step "profile_step corp_f native" 70 "$PY" benchmarks/profile_step.py --size "$SIZE" \
+  --dtype "$DTYPE" --objective corp_f --conv_impl native --steps 3 --warmup 3 --top 15 \
+  --json "$RAW/profile_corp_f_native.json" --keep "$RAW/profile_corp_f_native"
+step "profile_step corp_m factorized" 70 "$PY" benchmarks/profile_step.py --size "$SIZE" \
+  --dtype "$DTYPE" --objective corp_m --conv_impl factorized --steps 3 --warmup 3 --top 15 \
+  --json "$RAW/profile_corp_m_factorized.json" --keep "$RAW/profile_corp_m_factorized"
 if (( ! SMOKE )); then  # an XLA:GPU flag: meaningless on CPU
-  step "hlo_check force_conv_nhwc" 60 "$PY" benchmarks/hlo_check.py --size "$SIZE" \
-    --dtype "$DTYPE" --conv_impl native --examples 3 --force_conv_nhwc
+  step "train_step corp_f native, force_conv_nhwc" 90 env XLA_FLAGS="--xla_gpu_force_conv_nhwc" \
+    "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
+    --conv_impl native --no_torch "${STEPS[@]}" --json "$RAW/train_step_native_nhwc.json"
 fi
-step parity 45 "$PY" -m corp_jax.tools.parity --device "$TORCH_DEVICE" --dtype float32,bfloat16
+# Throughput at a larger per-device batch (JAX only): does a bigger step use the GPU better?
+step "train_step corp_f big batch" 50 "$PY" benchmarks/train_step.py --size "$SIZE" \
+  --dtype "$DTYPE" --objective corp_f --conv_impl factorized --no_torch "${STEPS[@]}" \
+  --batch "$BIG_BATCH" --json "$RAW/train_step_corp_f_big.json"
+step "train_step corp_m" 150 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
+  --objective corp_m --conv_impl factorized,factorized+fbn --torch_compile "$COMPILE" \
+  "${STEPS[@]}" --json "$RAW/train_step_corp_m.json"
+cleanup
 
+# At most 8 files come back from the device machine: everything but the log goes in one archive.
+tar -C "$OUT" -czf "$OUT/raw.tgz" raw && rm -rf "$RAW"
 echo "=== suite done in $(( $(date +%s) - SUITE_START ))s; log: $LOG" | tee -a "$LOG"

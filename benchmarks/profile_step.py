@@ -27,9 +27,12 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
+import gzip
 import json
 import os
 import pathlib
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -137,6 +140,49 @@ def roofline_lines(kind: str, size_name: str, objective: str, dtype: str, per_de
           f"({bound.elementwise_s * 1e3 / max(non_conv, 1e-9):.0%} of roofline speed)"]
 
 
+def describe(instr) -> str:
+  """An entry instruction's result type and the tail of its source op_name (which layer)."""
+  if instr is None:
+    return ""
+  match = re.search(r'op_name="([^"]*)"', instr["attrs"])
+  where = "/".join(match.group(1).split("/")[-3:]) if match else ""
+  return f"{instr['type'][:60]} {where}"
+
+
+_STAGE = re.compile(r"\b(stem|res\d|head|projection|pool|loss|optimizer|lars)", re.IGNORECASE)
+
+
+def by_stage(ops, instrs) -> dict:
+  """{stage: [convolution ms, other ms]} from each instruction's op_name (stem, res2..res5, ...;
+  'other' where the name has none, e.g. the optimizer update)."""
+  stages = collections.defaultdict(lambda: [0.0, 0.0])
+  for op, category, ms in ops:
+    instr = instrs.get(op)
+    match = re.search(r'op_name="([^"]*)"', instr["attrs"]) if instr else None
+    stage = _STAGE.search(match.group(1)) if match else None
+    stages[stage.group(1).lower() if stage else "other"][category != "convolution"] += ms
+  return dict(sorted(stages.items()))
+
+
+def keep_raw(prefix: str, xplane: str, hlo_text: str) -> None:
+  """Gzipped copies of the trace and the optimised HLO: `summarize` can be re-run on them."""
+  with open(xplane, "rb") as f, gzip.open(prefix + ".xplane.pb.gz", "wb") as out:
+    shutil.copyfileobj(f, out)
+  with gzip.open(prefix + ".hlo.txt.gz", "wt") as out:
+    out.write(hlo_text)
+  print(f"  kept: {prefix}.xplane.pb.gz, {prefix}.hlo.txt.gz")
+
+
+def from_kept(args, per_device: int) -> dict:
+  """`report` on files written by --keep; the wall time is not in them (NaN)."""
+  with gzip.open(args.from_kept + ".hlo.txt.gz", "rt") as f:
+    hlo_text = f.read()
+  xplane = os.path.join(tempfile.mkdtemp(prefix="corp_profile_"), "kept.xplane.pb")
+  with gzip.open(args.from_kept + ".xplane.pb.gz", "rb") as f, open(xplane, "wb") as out:
+    shutil.copyfileobj(f, out)
+  return report(args, hlo_text, xplane, float("nan"), per_device, device_kind=args.device)
+
+
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--size", choices=sorted(step_builder.SIZES), default="cpu")
@@ -150,6 +196,14 @@ def parse_args(argv=None):
   p.add_argument("--top", type=int, default=15)
   p.add_argument("--trace_dir", default="", help="keep the trace here (default: a temp dir)")
   p.add_argument("--json", default="", help="write the summary here")
+  p.add_argument("--from_kept", default="",
+                 help="summarise PREFIX.xplane.pb.gz + PREFIX.hlo.txt.gz written by --keep "
+                      "(no step is built; give the same --steps)")
+  p.add_argument("--device", default="", help="with --from_kept: the device kind for the "
+                 "roofline (e.g. 'NVIDIA H200')")
+  p.add_argument("--keep", default="",
+                 help="also write PREFIX.xplane.pb.gz and PREFIX.hlo.txt.gz (the raw trace and "
+                      "the optimised HLO, for re-reading the profile elsewhere)")
   return p.parse_args(argv)
 
 
@@ -159,17 +213,26 @@ def main(argv=None) -> dict:
     raise SystemExit(f"--steps {args.steps}: trace at least one step")
   size = step_builder.SIZES[args.size]
   per_device = step_builder.batch_size(size, args.objective, args.batch or None)
+  if args.from_kept:
+    return from_kept(args, per_device)
   bench = step_builder.build_jax_bench(size, args.objective, dtype=args.dtype,
                                      conv_impl=args.conv_impl, remat=args.remat,
                                      per_device_batch=per_device, num_devices=1)
   for _ in range(args.warmup):
     jax.block_until_ready(bench.run())
   hlo_text = bench.hlo_text_fn()  # megabytes for R3D-50: printed once, parsed once
+  trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="corp_profile_")
+  wall_s, xplane = trace_steps(bench, args.steps, trace_dir)
+  return report(args, hlo_text, xplane, wall_s * 1e3, per_device,
+                device_kind=jax.devices()[0].device_kind)
+
+
+def report(args, hlo_text: str, xplane: str, wall_ms: float, per_device: int,
+           device_kind: str) -> dict:
+  """Summarises one trace of `args.steps` steps against its optimised HLO; prints, writes."""
   comps = hlo_check.parse_hlo(hlo_text)
   categories = hlo_check.categorize(comps)
   module = next(name for name, comp in comps.items() if comp["entry"])
-  trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="corp_profile_")
-  wall_s, xplane = trace_steps(bench, args.steps, trace_dir)
   profile = jax.profiler.ProfileData.from_file(xplane)
   # The module name in the trace is the HloModule's (e.g. 'jit_train_step'), not the entry's.
   module_name = hlo_text.split(None, 2)[1].rstrip(",")
@@ -179,9 +242,9 @@ def main(argv=None) -> dict:
     print(f"  warning: no kernel events of module {module_name!r} in the trace (on a GPU: is "
           f"CUPTI available to the profiler?); planes and first lines: {planes}")
   summary = summarize(events, categories, args.steps)
-  summary.update(wall_ms=wall_s * 1e3, size=args.size, objective=args.objective,
+  summary.update(wall_ms=wall_ms, size=args.size, objective=args.objective,
                  dtype=args.dtype, conv_impl=args.conv_impl, per_device_batch=per_device,
-                 device=jax.devices()[0].device_kind, xplane=xplane, entry=module)
+                 device=device_kind, xplane=xplane, entry=module)
   print(f"jax {jax.__version__} {summary['device']} | {args.objective} {args.size} {args.dtype} "
         f"conv {args.conv_impl} | batch {per_device} videos | {args.steps} traced steps")
   print(f"  per step: wall {summary['wall_ms']:.2f} ms, device busy {summary['busy_ms']:.2f} ms "
@@ -191,13 +254,19 @@ def main(argv=None) -> dict:
     ms = summary["categories"][category]
     print(f"  {category:<14} {ms:9.2f} ms  {ms / max(summary['kernel_ms'], 1e-9):6.1%}")
   print(f"  top {args.top} instructions (ms per step):")
+  entry_instrs = comps[module]["instrs"]
   for op, category, ms in summary["ops"][:args.top]:
-    print(f"    {ms:8.3f}  {category:<14} {op}")
-  if args.size in ("r3d50", "r3d18") and jax.default_backend() == "gpu":
+    print(f"    {ms:8.3f}  {category:<14} {op}  {describe(entry_instrs.get(op))}")
+  print("  by stage (ms per step, convolution / other kernels):")
+  for stage, (conv_ms, other_ms) in by_stage(summary["ops"], entry_instrs).items():
+    print(f"    {stage:<10} {conv_ms:8.2f} {other_ms:8.2f}")
+  if args.size in ("r3d50", "r3d18") and roofline.find_device(device_kind) is not None:
     for line in roofline_lines(summary["device"], args.size, args.objective, args.dtype,
                                per_device, summary):
       print(line)
   print(f"  trace: {xplane}")
+  if args.keep and not args.from_kept:
+    keep_raw(args.keep, xplane, hlo_text)
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(summary, indent=1))
   return summary
