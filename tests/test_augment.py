@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from corp_jax.data import augment_jax, color_matrix
-from corp_jax.data.augment_tf import AugmentConfig, NUM_PARAM_UNIFORMS
+from corp_jax.data.augment_params import AugmentConfig, NUM_PARAM_UNIFORMS
 
 EVERYTHING_ON = AugmentConfig(flip_prob=1.0, color_jitter_prob=1.0, grayscale_prob=0.0,
                               blur_prob=1.0)
@@ -61,6 +61,34 @@ def test_jax_parameter_frequencies_follow_the_config():
   assert np.all(orders == np.arange(4))  # each order is a permutation
 
 
+def test_tf_jax_and_numpy_map_uniforms_to_the_same_parameters():
+  import tensorflow as tf
+  from corp_jax.data import augment_params, augment_tf
+  cfg = AugmentConfig(flip_prob=0.3, color_jitter_prob=0.6, brightness=0.5, contrast=0.7,
+                      saturation=0.9, hue=0.1, grayscale_prob=0.4, blur_prob=0.5,
+                      blur_sigma_range=(0.2, 1.5))
+  uniforms = np.random.default_rng(11).random((16, NUM_PARAM_UNIFORMS)).astype(np.float32)
+  uniforms[0, 6:10] = 0.25  # ties in the order uniforms: a stable sort keeps index order
+  from_jax = augment_jax.params_from_uniforms(jnp.asarray(uniforms), cfg)
+  from_numpy = augment_params.params_from_uniforms(
+      uniforms, cfg, lambda x: np.argsort(x, axis=-1, kind="stable"))
+  for row in range(len(uniforms)):
+    from_tf = augment_tf.params_from_uniforms_tf(tf.constant(uniforms[row]), cfg)
+    assert set(from_tf) == set(from_jax) == set(from_numpy) == set(augment_params.PARAM_LAYOUT)
+    for name in from_tf:
+      np.testing.assert_array_equal(from_tf[name].numpy(), np.asarray(from_jax[name])[row],
+                                    err_msg=name)
+      np.testing.assert_array_equal(from_tf[name].numpy(), from_numpy[name][row], err_msg=name)
+  np.testing.assert_array_equal(np.asarray(from_jax["order"])[0], [0, 1, 2, 3])
+  # The ranges: u = 0 and u -> 1 give the ends of each CVRL range.
+  ends = augment_params.params_from_uniforms(
+      np.array([[0.0] * 13, [1.0] * 13]), cfg, lambda x: np.argsort(x, axis=-1, kind="stable"))
+  np.testing.assert_allclose(ends["brightness"], [0.5, 1.5])
+  np.testing.assert_allclose(ends["hue"], [-0.1, 0.1])
+  np.testing.assert_allclose(ends["sigma"], [0.2, 1.5])
+  np.testing.assert_array_equal(ends["flip"], [True, False])
+
+
 def test_tf_and_jax_apply_the_same_maths():
   import tensorflow as tf
   from corp_jax.data import augment_tf
@@ -104,21 +132,24 @@ def test_tf_clip_augmentation_is_consistent_in_time_and_seeded():
 
 def test_tf_crop_window_shared_by_all_frames():
   import tensorflow as tf
-  from corp_jax.data import augment_tf
+  from corp_jax.data import crop, decode, records
   # A smooth image: JPEG chroma upsampling at a crop edge differs slightly from a full decode.
   yy, xx = np.mgrid[0:40, 0:48]
   image = np.stack([yy * 6, xx * 5, 255 - xx * 3], -1).astype(np.uint8)
   jpegs = tf.stack([tf.io.encode_jpeg(image)] * 3)
   cfg = AugmentConfig()
   for seed in range(4):
-    begin, size = augment_tf.sample_crop_window_tf([40, 48, 3], [seed, 9], cfg)
+    begin, size = crop.sample_crop_window_tf([40, 48, 3], [seed, 9], cfg.crop_area_range,
+                                             cfg.crop_aspect_ratio_range)
     area = float(size[0] * size[1]) / (40 * 48)
     assert 0.25 <= area <= 1.0 and np.all(begin.numpy() + size.numpy() <= [40, 48, 3])
-    out = augment_tf.decode_crop_resize_jpeg_tf(jpegs, begin, size, 16).numpy()
+    out = crop.resize_tf(decode.decode_window_tf({records.IMAGE_KEY: jpegs}, [0, 1, 2], begin,
+                                                 size), 16).numpy()
     assert out.shape == (3, 16, 16, 3)
     np.testing.assert_array_equal(out, np.broadcast_to(out[:1], out.shape))
     frames = tf.io.decode_jpeg(jpegs[0])[None]
-    sliced = augment_tf.crop_resize_frames_tf(frames, begin, size, 16).numpy()
+    sliced = crop.resize_tf(decode.decode_window_tf({"frames": frames}, [0], begin, size),
+                            16).numpy()
     np.testing.assert_allclose(out[0], sliced[0], atol=3.0)  # fused decode+crop ~ slice
 
 
@@ -133,8 +164,12 @@ def test_config_validation_and_linear_views():
 
 
 def test_jax_side_modules_import_without_tensorflow():
-  code = ("import sys; import corp_jax.data.augment_jax, corp_jax.data.sampling; "
-          "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+  code = ("import sys; import corp_jax.data.augment_jax, corp_jax.data.sampling, "
+          "corp_jax.data.augment_params, corp_jax.data.from_config; "
+          "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; "
+          "tf_modules = [m for m in ('augment_tf', 'linear_aug_tf', 'blur_tf') "
+          "              if 'corp_jax.data.' + m in sys.modules]; "
+          "assert not tf_modules, f'TF modules imported: {tf_modules}'")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -218,7 +253,7 @@ def test_linear_jax_same_draw_for_all_frames_different_across_clips():
 
 def test_linear_tf_and_jax_apply_the_same_maths():
   import tensorflow as tf
-  from corp_jax.data import augment_tf
+  from corp_jax.data import augment_tf, linear_aug_tf
   rng = np.random.default_rng(8)
   cfg = AugmentConfig(flip_prob=0.5, color_jitter_prob=0.5, grayscale_prob=0.5,
                       blur_prob=0.5, color_mode="linear")
@@ -228,7 +263,7 @@ def test_linear_tf_and_jax_apply_the_same_maths():
 
   @tf.function
   def tf_path(u):
-    return augment_tf.apply_linear_augmentation_tf(
+    return linear_aug_tf.apply_linear_augmentation_tf(
         tf.constant(clip) * 255.0, augment_tf.params_from_uniforms_tf(u, cfg), 2, cfg,
         input_scale=255.0)
 

@@ -35,9 +35,9 @@ def extract(files, cache_dir, fn=None):
 @pytest.fixture(scope="module")
 def test_files():
   from corp_jax.data import embedded  # pylint: disable=g-import-not-at-top
-  from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import from_config  # pylint: disable=g-import-not-at-top
   info = embedded.ensure_embedded_dataset(
-      os.path.join(inputs.default_cache_dir(), "embedded"), seed=0, num_train=32, num_test=8,
+      from_config.embedded_cache_dir(), seed=0, num_train=32, num_test=8,
       frame_size=24, num_frames=16)
   files = info["test"]["files"]
   assert len(files) >= 3  # more files than processes: one process gets two

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from corp_jax.data import color_matrix
-from corp_jax.data.augment_tf import AugmentConfig, NUM_PARAM_UNIFORMS, PARAM_LAYOUT
+from corp_jax.data.augment_params import AugmentConfig, NUM_PARAM_UNIFORMS, PARAM_LAYOUT
 
 CFG = AugmentConfig(flip_prob=0.5, color_jitter_prob=0.5, grayscale_prob=0.5, blur_prob=0.5,
                     color_mode="linear")
@@ -69,17 +69,17 @@ def test_identical_frames_stay_identical_in_every_branch():
 def test_static_and_dynamic_clip_length_decode_alike():
   """A static T decodes with T ops, an unknown T with map_fn: the same pixels."""
   import tensorflow as tf
-  from corp_jax.data import augment_tf
+  from corp_jax.data import crop, decode
   yy, xx = np.mgrid[0:40, 0:48]
   frames = [np.stack([yy * 6, xx * 5, (yy + xx + 40 * t) % 256], -1).astype(np.uint8)
             for t in range(3)]
   jpegs = tf.stack([tf.io.encode_jpeg(f) for f in frames])
   begin, size = tf.constant([4, 6, 0]), tf.constant([30, 36, 3])
-  static = augment_tf.decode_crop_resize_jpeg_tf(jpegs, begin, size, 16)
+  static = crop.resize_tf(decode.decode_jpeg_windows_tf(jpegs, begin, size), 16)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
   def dynamic(j):
-    return augment_tf.decode_crop_resize_jpeg_tf(j, begin, size, 16)
+    return crop.resize_tf(decode.decode_jpeg_windows_tf(j, begin, size), 16)
 
   np.testing.assert_array_equal(static.numpy(), dynamic(jpegs).numpy())
   assert static.shape == (3, 16, 16, 3)

@@ -7,8 +7,8 @@ survive JPEG, any crop and any resize, so every output pixel tells which frame i
 import numpy as np
 import pytest
 
-from corp_jax.data import eval_pipeline, pipeline, records, sampling, shard_writer
-from corp_jax.data.augment_tf import AugmentConfig
+from corp_jax.data import eval_pipeline, pipeline, read, records, sampling, shard_writer
+from corp_jax.data.augment_params import AugmentConfig
 
 FRAME_H, FRAME_W = 40, 48
 VIDEO_LENGTHS = [20, 24, 40, 33, 28, 36, 22, 30]  # 8 videos, label = video number
@@ -132,7 +132,7 @@ def test_deterministic_and_resume_equals_skipping(shard_dir):
 def test_process_file_shards_are_disjoint_and_complete(shard_dir):
   per_process = []
   for index in range(2):
-    files, ids, total = pipeline.resolve_shard_files(_pattern(shard_dir), index, 2)
+    files, ids, total = read.resolve_shard_files(_pattern(shard_dir), index, 2)
     assert total == 4 and len(files) == 2
     per_process.append(set(files))
     labels = np.concatenate([b["label"] for b in _take(

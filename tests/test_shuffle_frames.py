@@ -3,7 +3,7 @@
 import numpy as np
 
 from corp_jax.data import pipeline
-from corp_jax.data.augment_tf import AugmentConfig
+from corp_jax.data.augment_params import AugmentConfig
 
 LENGTH, SIZE = 30, 16
 

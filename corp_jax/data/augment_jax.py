@@ -4,7 +4,8 @@ grayscale, Gaussian blur, one draw per clip (Sec. 3.2).
 Contract:
   `augment_clips(key, clips [B, K, T, H, W, 3] uint8 or float in [0, 1], cfg)` ->
   float32 [B, K, T, H, W, 3] in [0, 1]. Each of the B*K clips gets one parameter set (13
-  uniforms from `key`, mapped by `params_from_uniforms`), applied identically to its T frames.
+  uniforms from `key`, mapped by `augment_params.params_from_uniforms`, the definition the
+  CPU path uses too), applied identically to its T frames.
   Jittable; `cfg` is static (a frozen, hashable `AugmentConfig`). The input is the CPU
   pipeline's `accel_aug=True` output: decoded, randomly cropped and resized uint8 clips.
 
@@ -13,7 +14,9 @@ Contract:
   same factor ranges, TF's grayscale weights, TF's HSV saturation/hue semantics, reflect-padded
   separable blur. See `augment_tf` for the distributions (CVRL strength 1.0).
   With `cfg.color_mode == 'linear'` the colour steps are `color_matrix`'s single affine map
-  per clip (`apply_linear_augmentation`, equal to `augment_tf.apply_linear_augmentation_tf`).
+  per clip (`apply_linear_augmentation`, equal to `linear_aug_tf.apply_linear_augmentation_tf`).
+
+Imports nothing from TensorFlow or from the TF modules of this package.
 """
 
 from __future__ import annotations
@@ -23,35 +26,23 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from corp_jax.data import augment_params
 from corp_jax.data import color_matrix
-from corp_jax.data.augment_tf import (AugmentConfig, GRAY_WEIGHTS, NUM_PARAM_UNIFORMS,
-                                      PARAM_LAYOUT, blur_radius)
+from corp_jax.data.augment_params import (AugmentConfig, GRAY_WEIGHTS, NUM_PARAM_UNIFORMS,
+                                          blur_radius)
 
 __all__ = ["AugmentConfig", "augment_clips", "apply_augmentation",
-           "apply_linear_augmentation", "params_from_uniforms", "sample_params"]
+           "apply_linear_augmentation", "blur_radius", "params_from_uniforms", "sample_params"]
+
+
+def _stable_argsort(x: jax.Array) -> jax.Array:
+  return jnp.argsort(x, axis=-1, stable=True)
 
 
 def params_from_uniforms(uniforms: jax.Array, cfg: AugmentConfig) -> dict:
   """uniforms [..., 13] in [0, 1) -> dict of per-clip parameters, each of shape [...]
-  (`order` is [..., 4]). The JAX twin of `augment_tf.params_from_uniforms_tf`."""
-  u = uniforms
-  p = PARAM_LAYOUT
-
-  def scaled(x, lo_hi):
-    return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * x
-
-  return {
-      "flip": u[..., p["flip"]] < cfg.flip_prob,
-      "jitter": u[..., p["jitter"]] < cfg.color_jitter_prob,
-      "brightness": scaled(u[..., p["brightness"]], cfg.factor_range("brightness")),
-      "contrast": scaled(u[..., p["contrast"]], cfg.factor_range("contrast")),
-      "saturation": scaled(u[..., p["saturation"]], cfg.factor_range("saturation")),
-      "hue": scaled(u[..., p["hue"]], (-cfg.hue, cfg.hue)),
-      "order": jnp.argsort(u[..., p["order"]:p["order"] + 4], axis=-1, stable=True),
-      "grayscale": u[..., p["grayscale"]] < cfg.grayscale_prob,
-      "blur": u[..., p["blur"]] < cfg.blur_prob,
-      "sigma": scaled(u[..., p["sigma"]], cfg.blur_sigma_range),
-  }
+  (`order` is [..., 4]): `augment_params.params_from_uniforms` on JAX arrays."""
+  return augment_params.params_from_uniforms(uniforms, cfg, _stable_argsort)
 
 
 def sample_params(key: jax.Array, batch_shape: tuple, cfg: AugmentConfig) -> dict:
@@ -161,7 +152,7 @@ def apply_linear_augmentation(x: jax.Array, params: dict, blur_radius_px: int) -
   """The 'linear' colour mode (`color_matrix`): clip(A blur(flip(x)) + b, 0, 1) per clip.
 
   x: [..., T, H, W, 3] float32 in [0, 1]; params as for `apply_augmentation`. Equals
-  `augment_tf.apply_linear_augmentation_tf` for equal parameters (tested).
+  `linear_aug_tf.apply_linear_augmentation_tf` for equal parameters (tested).
   """
   a, b = color_matrix.clip_color_affine(jnp, params, jnp.mean(x, axis=(-4, -3, -2)))
   x = jnp.where(_per_clip(params["flip"]), jnp.flip(x, axis=-2), x)

@@ -3,8 +3,9 @@
 Contract:
   `clip_color_affine(xp, params, mean)` -> (A [..., 3, 3], b [..., 3]) such that the clip's
   colour jitter (in its drawn order) followed by grayscale is `rgb -> A @ rgb + b`, for RGB in
-  [0, 1]. `params` are the per-clip parameters of `params_from_uniforms` (shape [...], `order`
-  [..., 4]); `mean` [..., 3] is the per-channel mean of the clip *before* any colour op.
+  [0, 1]. `params` are the per-clip parameters of `augment_params.params_from_uniforms`
+  (shape [...], `order` [..., 4]); `mean` [..., 3] is the per-channel mean of the clip
+  *before* any colour op.
   `xp` is an array namespace: `numpy`, `jax.numpy` or `tensorflow.experimental.numpy`, so
   the NumPy reference, the TF (CPU) and the JAX (accelerator) paths share this one source.
 

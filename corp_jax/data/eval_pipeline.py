@@ -15,16 +15,23 @@ crops of S x S along the long side: C = 3 gives start/centre/end (left/centre/ri
 landscape frames, top/centre/bottom for portrait), C = 1 the centre; the short side is
 centred. `single_view=True` is 1 centre clip x 1 centre crop. Frames shared by overlapping
 clips are decoded and resized once.
+
+Stages (as in `pipeline`): read -> parse -> sample (`sampling.uniform_clip_starts_tf`) ->
+decode the clips' frames (`decode.decode_frames_tf`) -> crop (`crop.resize_short_side_tf`,
+`crop.spatial_crops_tf`); no augmentation.
 """
 
 from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from corp_jax.data import augment_tf
-from corp_jax.data import pipeline
+from corp_jax.data import crop
+from corp_jax.data import decode
+from corp_jax.data import parse
 from corp_jax.data import records
 from corp_jax.data import sampling
+from corp_jax.data.read import SourceType, VideoSource, process_info
+from corp_jax.data.tf_runtime import apply_threading_options, hide_gpus_from_tf, no_autograph
 
 
 def _tf():
@@ -32,60 +39,21 @@ def _tf():
   return tf
 
 
-def _decoded_frames_tf(elem, frame_indices):
-  """Frames at `frame_indices` [U] as uint8 [U, H, W, 3] (JPEG: decodes only those)."""
-  tf = _tf()
-  if records.IMAGE_KEY in elem:
-    jpegs = tf.gather(elem[records.IMAGE_KEY], frame_indices)
-    return tf.map_fn(lambda j: tf.io.decode_jpeg(j, channels=3), jpegs,
-                     fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
-  return tf.gather(elem["frames"], frame_indices)
-
-
-def _resize_short_side_tf(frames, resize_short: int):
-  """[U, H, W, 3] -> float32 [U, H', W', 3] with min(H', W') = resize_short."""
-  tf = _tf()
-  shape = tf.shape(frames)
-  height, width = tf.cast(shape[1], tf.float64), tf.cast(shape[2], tf.float64)
-  scale = resize_short / tf.minimum(height, width)
-  new_size = tf.cast(tf.round(tf.stack([height * scale, width * scale])), tf.int32)
-  new_size = tf.maximum(new_size, resize_short)  # rounding must not go below the short side
-  return tf.image.resize(frames, new_size, method="bilinear")
-
-
-def _spatial_crops_tf(clips, crop_size: int, num_crops: int):
-  """clips [N, T, H', W', 3] -> [N * C, T, S, S, 3], crop c at the c-th of C evenly spaced
-  offsets along the long side, centred on the short side."""
-  tf = _tf()
-  height, width = tf.shape(clips)[2], tf.shape(clips)[3]
-  landscape = width >= height
-  long_excess = tf.where(landscape, width, height) - crop_size
-  short_offset = (tf.where(landscape, height, width) - crop_size) // 2
-  views = []
-  for c in range(num_crops):
-    along = long_excess // 2 if num_crops == 1 else (c * long_excess) // (num_crops - 1)
-    top = tf.where(landscape, short_offset, along)
-    left = tf.where(landscape, along, short_offset)
-    views.append(clips[:, :, top:top + crop_size, left:left + crop_size, :])
-  views = tf.stack(views, axis=1)  # [N, C, T, S, S, 3]
-  return tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0))
-
-
 def _eval_map_fn(*, num_clips: int, num_crops: int, clip_len: int, stride: int, crop_size: int,
                  resize_short: int, label_key: str, output_uint8: bool):
   tf = _tf()
 
   def fn(video_id, item):
-    elem = pipeline.element_from_item(item, label_key)
+    elem = parse.element_from_item(item, label_key)
     starts = sampling.uniform_clip_starts_tf(elem["num_frames"], clip_len, stride, num_clips)
     indices = sampling.clip_frame_indices_tf(starts, clip_len, stride, elem["num_frames"])
     unique, position = tf.unique(tf.reshape(indices, [-1]))
-    frames = _resize_short_side_tf(_decoded_frames_tf(elem, unique), resize_short)
+    frames = crop.resize_short_side_tf(decode.decode_frames_tf(elem, unique), resize_short)
     frames = tf.gather(frames, position)
     clips = tf.reshape(frames, tf.concat([[num_clips, clip_len], tf.shape(frames)[1:]], 0))
-    views = _spatial_crops_tf(clips, crop_size, num_crops)
+    views = crop.spatial_crops_tf(clips, crop_size, num_crops)
     views = tf.ensure_shape(views, [num_clips * num_crops, clip_len, crop_size, crop_size, 3])
-    views = augment_tf.to_uint8_tf(views) if output_uint8 else views / 255.0
+    views = crop.to_uint8_tf(views) if output_uint8 else views / 255.0
     return {"clips": views, "label": elem["label"], "video_id": tf.cast(video_id, tf.int32)}
 
   return fn
@@ -108,7 +76,7 @@ def _pad_batch_fn(batch_size: int):
   return fn
 
 
-def build_eval_dataset(source: pipeline.SourceType, *, batch_size: int, num_clips: int = 10,
+def build_eval_dataset(source: SourceType, *, batch_size: int, num_clips: int = 10,
                        num_crops: int = 3, clip_len: int = 32, stride: int = 2,
                        crop_size: int = 224, resize_short: Optional[int] = None,
                        single_view: bool = False, label_key: str = records.LABEL_INDEX_KEY,
@@ -116,7 +84,7 @@ def build_eval_dataset(source: pipeline.SourceType, *, batch_size: int, num_clip
                        process_count: Optional[int] = None, cycle_length: int = 4,
                        num_threads: Optional[int] = None):
   """The evaluation `tf.data.Dataset` (one pass, padded batches). See the module docstring."""
-  pipeline.hide_gpus_from_tf()
+  hide_gpus_from_tf()
   tf = _tf()
   if single_view:
     num_clips, num_crops = 1, 1
@@ -130,23 +98,22 @@ def build_eval_dataset(source: pipeline.SourceType, *, batch_size: int, num_clip
   if resize_short < crop_size:
     raise ValueError(f"make_eval_dataset: resize_short={resize_short} is smaller than "
                      f"crop_size={crop_size}")
-  process_index, process_count = pipeline.process_info(process_index, process_count)
-  videos = pipeline.VideoSource(source, process_index, process_count,
-                                cycle_length=cycle_length)
+  process_index, process_count = process_info(process_index, process_count)
+  videos = VideoSource(source, process_index, process_count, cycle_length=cycle_length)
   ds = videos.epoch(None)  # sorted files, deterministic interleave, no shuffle, no repeat
   map_fn = _eval_map_fn(num_clips=num_clips, num_crops=num_crops, clip_len=clip_len,
                         stride=stride, crop_size=crop_size, resize_short=resize_short,
                         label_key=label_key, output_uint8=output_uint8)
   # As in the training pipeline: Python control flow here is on static values only, so the
   # map functions are traced without autograph (seconds of start-up saved).
-  ds = ds.map(pipeline.no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
+  ds = ds.map(no_autograph(map_fn), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=False).map(
-      pipeline.no_autograph(_pad_batch_fn(batch_size)))
+      no_autograph(_pad_batch_fn(batch_size)))
   ds = ds.prefetch(tf.data.AUTOTUNE)
-  return pipeline.apply_threading_options(ds, num_threads)
+  return apply_threading_options(ds, num_threads)
 
 
-def make_eval_dataset(source: pipeline.SourceType, **kwargs) -> Iterator[dict]:
+def make_eval_dataset(source: SourceType, **kwargs) -> Iterator[dict]:
   """Iterator of NumPy evaluation batches; arguments of `build_eval_dataset`."""
   return build_eval_dataset(source, **kwargs).as_numpy_iterator()

@@ -20,14 +20,14 @@ import numpy as np
 
 def _sorted_files(files: str | Sequence[str]) -> list[str]:
   """Every file of the patterns, sorted: the same order the pipeline's video ids count in."""
-  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.resolve_shard_files(files, 0, 1)[0]
+  from corp_jax.data import read  # pylint: disable=g-import-not-at-top
+  return read.resolve_shard_files(files, 0, 1)[0]
 
 
 def read_labels(files: str | Sequence[str], label_keys: Sequence[str]) -> dict:
   """Labels of every record, with pipeline video ids; reads contexts only (no JPEG decode)."""
-  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  pipeline.hide_gpus_from_tf()
+  from corp_jax.data import tf_runtime  # pylint: disable=g-import-not-at-top
+  tf_runtime.hide_gpus_from_tf()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   files = _sorted_files(files)
   num_files = len(files)
@@ -78,9 +78,9 @@ def subset_source(files: str | Sequence[str], video_ids: np.ndarray, label_key: 
 
 def read_filenames(files: str | Sequence[str]) -> dict[int, str]:
   """{pipeline video id: 'video/filename'} of every record (contexts only, no JPEG decode)."""
-  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from corp_jax.data import records  # pylint: disable=g-import-not-at-top
-  pipeline.hide_gpus_from_tf()
+  from corp_jax.data import tf_runtime  # pylint: disable=g-import-not-at-top
+  tf_runtime.hide_gpus_from_tf()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   files = _sorted_files(files)
   spec = {records.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value="")}

@@ -4,11 +4,12 @@ in a few XLA-compiled passes.
 Contract:
   `apply_linear_augmentation_tf(x, params, blur_radius_px, cfg=None, input_scale=1.0)`:
   x [T, H, W, 3] float32 in [0, input_scale] with a static shape, `params` the clip's
-  parameters (`augment_tf.params_from_uniforms_tf`) -> [T, H, W, 3] float32 in [0, 1], equal
+  parameters (`augment_params.params_from_uniforms`) -> [T, H, W, 3] float32 in [0, 1], equal
   (to float rounding) to clip(A blur(flip(x / input_scale)) + b, 0, 1), where (A, b) is
-  `color_matrix.clip_color_affine` of the clip and blur is `augment_tf`'s reflect-padded
-  separable Gaussian (radius `blur_radius_px`, skipped when not drawn). This is the maths of
-  `augment_jax.apply_linear_augmentation` (tested equal), for one clip.
+  `color_matrix.clip_color_affine` of the clip (`linear_color_affine_tf`) and blur is the
+  reflect-padded separable Gaussian of `blur_tf` (radius `blur_radius_px`, skipped when not
+  drawn). This is the maths of `augment_jax.apply_linear_augmentation` (tested equal), for
+  one clip.
 
 How the passes are arranged (ms: one 16 x 224 x 224 x 3 float32 clip, one CPU core, each
 pass timed alone; the whole: ~3.5-4 ms without blur or flip, ~5 with flip, ~12-14 with blur):
@@ -36,6 +37,9 @@ from __future__ import annotations
 
 import functools
 
+from corp_jax.data import blur_tf
+from corp_jax.data import color_matrix
+
 
 def _tf():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -46,6 +50,12 @@ def _affine(x, a, b):
   """A rgb + b per pixel of x [..., 3] as three broadcast products (a matmul with inner size 3
   runs far below memory speed in both TF and XLA)."""
   return x[..., 0:1] * a[:, 0] + x[..., 1:2] * a[:, 1] + x[..., 2:3] * a[:, 2] + b
+
+
+def linear_color_affine_tf(params, mean):
+  """(A [3, 3], b [3]) of the clip's jitter + grayscale; mean [3] of the input in [0, 1]."""
+  import tensorflow.experimental.numpy as tnp  # pylint: disable=g-import-not-at-top
+  return color_matrix.clip_color_affine(tnp, params, mean)
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,14 +108,13 @@ def apply_linear_augmentation_tf(x, params, blur_radius_px: int, cfg=None,
                                  input_scale: float = 1.0):
   """See the module docstring. With `cfg` (an `AugmentConfig`), steps whose probability is 0
   are left out of the graph (the result is the same)."""
-  from corp_jax.data import augment_tf  # pylint: disable=g-import-not-at-top
   tf = _tf()
   if x.shape.rank != 4 or not x.shape.is_fully_defined() or x.shape[-1] != 3:
     raise ValueError(f"apply_linear_augmentation_tf needs a static [T, H, W, 3] shape, "
                      f"got {x.shape}")
   passes = linear_passes(int(blur_radius_px))
   # The mean of a mirrored clip is the mean of the clip: the flip waits for the colour pass.
-  a, b = augment_tf.linear_color_affine_tf(params, passes["channel_mean"](x) / input_scale)
+  a, b = linear_color_affine_tf(params, passes["channel_mean"](x) / input_scale)
   a = a / input_scale
 
   def with_flip(pair, *args):
@@ -117,7 +126,7 @@ def apply_linear_augmentation_tf(x, params, blur_radius_px: int, cfg=None,
     return with_flip(passes["affine_clip"], x, a, b)
 
   def blurred():
-    taps = augment_tf.gaussian_kernel_tf(params["sigma"], blur_radius_px)
+    taps = blur_tf.gaussian_kernel_tf(params["sigma"], blur_radius_px)
     rows = passes["horizontal"](with_flip(passes["affine_pad"], x, a, b), taps)
     return tf.reshape(passes["vertical_clip"](rows, taps), x.shape)
 

@@ -1,6 +1,6 @@
 """The training order of one process's TFRecord shards, and where it stands at any element.
 
-Contract. Process p's files (see `pipeline.resolve_shard_files`) hold n_f records each.
+Contract. Process p's files (see `read.resolve_shard_files`) hold n_f records each.
 Epoch e of the process:
   1. files in the order `epoch_file_order(seed, e, num_files)` (a permutation from NumPy's
      PCG64 bit stream, stable across NumPy versions);
@@ -163,7 +163,7 @@ def epoch_stream(files: Sequence[str], file_ids: Sequence[int], num_files_total:
                  counts: Sequence[int] | None = None):
   """The infinite `tf.data.Dataset` of (video_id int32, record) from element `start` on."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from corp_jax.data.pipeline import no_autograph  # pylint: disable=g-import-not-at-top
+  from corp_jax.data.tf_runtime import no_autograph  # pylint: disable=g-import-not-at-top
   cycle_length = max(1, min(int(cycle_length), len(files)))
   paths = tf.constant(list(files))
   ids = tf.constant(list(file_ids), tf.int64)

@@ -44,9 +44,17 @@ Contract:
   Evaluation (`uniform_clip_starts`): N starts evenly spaced over [0, max(L - DT, 0)],
   floor(n * M / (N - 1)); N = 1 gives the centre clip M // 2.
 
-  Shared draw -> starts logic: `starts_from_draws` (NumPy) and `starts_from_draws_tf` map the
-  same float64 uniforms [max_tries, K] to the same starts, bit for bit; the samplers only add
-  the random number generator (NumPy Generator / TF stateless op).
+  One definition for NumPy and TF: the formulas (`_max_start_and_gap`, `_evenly_spaced`,
+  `_starts_from_tries`, `_frame_indices`) take an array namespace `xp`, NumPy or
+  `tensorflow.experimental.numpy`, and use only integer arithmetic and comparisons, so
+  `starts_from_draws` and `starts_from_draws_tf` map the same float64 uniforms [max_tries, K]
+  to the same starts, bit for bit. The `_tf` functions add only argument checks that work in
+  a graph; the samplers add only the random number generator (NumPy Generator / TF stateless
+  op).
+
+  Frame-index options of the training pipeline (TF only): `reversed_video_indices_tf` shows a
+  video played backwards with a probability; `shuffled_within_clips_tf` puts each clip's
+  frames in a random order (a diagnostic control). Neither changes the starts.
 """
 
 from __future__ import annotations
@@ -69,6 +77,46 @@ def _check_min_gap(min_gap) -> None:
                      f"frames, got {min_gap!r}")
 
 
+def _max_start_and_gap(xp, num_frames, clip_len: int, stride: int, num_clips: int,
+                       min_gap: int = 0):
+  """(M, g) as int64: the largest start and max(ceil(Δ), min_gap) (see `min_start_gap`)."""
+  num_frames = xp.asarray(num_frames, xp.int64)
+  span = clip_len * stride
+  excess = num_frames - span
+  max_start = xp.where(excess >= num_clips - 1, excess, num_frames - 1)
+  ceil_div = -((-excess) // num_clips)
+  gap = xp.maximum(xp.minimum(xp.maximum(ceil_div, 1), span), int(min_gap))
+  return max_start, gap
+
+
+def _evenly_spaced(xp, max_start, num_clips: int):
+  """floor(k * M / (K - 1)) for k = 0..K-1; [M // 2] for K = 1. Shape [K], int64."""
+  if num_clips == 1:
+    return xp.reshape(xp.asarray(max_start, xp.int64) // 2, [1])
+  k = xp.arange(num_clips, dtype=xp.int64)
+  return (k * max_start) // (num_clips - 1)
+
+
+def _starts_from_tries(xp, draws, max_start, gap, num_clips: int):
+  """draws [max_tries, K] float64 -> [K] int64: the first accepted try, else the fallback."""
+  n_values = xp.asarray(max_start + 1, xp.float64)
+  tries = xp.minimum(xp.asarray(xp.floor(draws * n_values), xp.int64), max_start)
+  diffs = xp.abs(tries[:, :, None] - tries[:, None, :])
+  accepted = xp.all((diffs >= gap) | xp.eye(num_clips, dtype=bool), axis=(1, 2))
+  first = xp.argmax(xp.asarray(accepted, xp.int32))
+  ranks = xp.argsort(xp.argsort(draws[0], kind="stable"), kind="stable")
+  fallback = xp.take(_evenly_spaced(xp, max_start, num_clips), ranks)
+  return xp.where(xp.any(accepted), tries[first], fallback)
+
+
+def _frame_indices(xp, starts, clip_len: int, stride: int, num_frames):
+  """[K] starts -> [K, T] int32 frame indices (s + D t) mod L."""
+  starts = xp.asarray(starts, xp.int64)
+  offsets = stride * xp.arange(clip_len, dtype=xp.int64)
+  return xp.asarray((starts[:, None] + offsets[None, :]) % xp.asarray(num_frames, xp.int64),
+                    xp.int32)
+
+
 def min_start_gap(num_frames, clip_len: int, stride: int, num_clips: int, min_gap: int = 0):
   """max(ceil(Δ), min_gap), Δ of Eq. 3, in exact integer arithmetic; ints or integer arrays.
 
@@ -76,25 +124,12 @@ def min_start_gap(num_frames, clip_len: int, stride: int, num_clips: int, min_ga
   ceil(Δ) = min(max(ceil((L - DT) / K), 1), DT).
   """
   _check_min_gap(min_gap)
-  span = clip_len * stride
-  excess = np.asarray(num_frames, np.int64) - span
-  ceil_div = -((-excess) // num_clips)
-  return np.maximum(np.minimum(np.maximum(ceil_div, 1), span), int(min_gap))
+  return _max_start_and_gap(np, num_frames, clip_len, stride, num_clips, min_gap)[1]
 
 
 def max_clip_start(num_frames, clip_len: int, stride: int, num_clips: int):
   """Largest allowed start: L - DT, or L - 1 for looped videos (see module docstring)."""
-  num_frames = np.asarray(num_frames, np.int64)
-  excess = num_frames - clip_len * stride
-  return np.where(excess >= num_clips - 1, excess, num_frames - 1)
-
-
-def _evenly_spaced(max_start, num_clips: int):
-  """floor(k * M / (K - 1)) for k = 0..K-1; [M // 2] for K = 1. Shape [K]."""
-  k = np.arange(num_clips, dtype=np.int64)
-  if num_clips == 1:
-    return np.asarray([max_start // 2], np.int64)
-  return (k * max_start) // (num_clips - 1)
+  return _max_start_and_gap(np, num_frames, clip_len, stride, num_clips)[0]
 
 
 def starts_from_draws(draws: np.ndarray, num_frames: int, clip_len: int, stride: int,
@@ -109,21 +144,13 @@ def starts_from_draws(draws: np.ndarray, num_frames: int, clip_len: int, stride:
   draws = np.asarray(draws, np.float64)
   max_tries, k = draws.shape
   _check_clip_args(clip_len, stride, num_clips, max_tries)
+  _check_min_gap(min_gap)
   if k != num_clips:
     raise ValueError(f"starts_from_draws: draws have {k} columns, num_clips={num_clips}")
   if int(num_frames) < 1:
     raise ValueError(f"starts_from_draws: video has num_frames={num_frames}; need >= 1")
-  max_start = int(max_clip_start(num_frames, clip_len, stride, num_clips))
-  gap = int(min_start_gap(num_frames, clip_len, stride, num_clips, min_gap))
-  n_values = np.float64(max_start + 1)
-  tries = np.minimum(np.floor(draws * n_values).astype(np.int64), max_start)
-  diffs = np.abs(tries[:, :, None] - tries[:, None, :])
-  off_diagonal = ~np.eye(num_clips, dtype=bool)
-  accepted = np.all((diffs >= gap) | ~off_diagonal, axis=(1, 2))
-  if accepted.any():
-    return tries[int(np.argmax(accepted))].astype(np.int32)
-  ranks = np.argsort(np.argsort(draws[0], kind="stable"), kind="stable")
-  return _evenly_spaced(max_start, num_clips)[ranks].astype(np.int32)
+  max_start, gap = _max_start_and_gap(np, num_frames, clip_len, stride, num_clips, min_gap)
+  return _starts_from_tries(np, draws, max_start, gap, num_clips).astype(np.int32)
 
 
 def sample_clip_starts(rng: np.random.Generator, num_frames: int, clip_len: int, stride: int,
@@ -140,21 +167,19 @@ def clip_frame_indices(starts, clip_len: int, stride: int, num_frames: int) -> n
   _check_clip_args(clip_len, stride, 1)
   if int(num_frames) < 1:
     raise ValueError(f"clip_frame_indices: num_frames={num_frames}; need >= 1")
-  starts = np.asarray(starts, np.int64)
-  offsets = stride * np.arange(clip_len, dtype=np.int64)
-  return ((starts[:, None] + offsets[None, :]) % int(num_frames)).astype(np.int32)
+  return _frame_indices(np, starts, clip_len, stride, int(num_frames))
 
 
 def uniform_clip_starts(num_frames: int, clip_len: int, stride: int,
                         num_clips: int) -> np.ndarray:
   """Evaluation starts: N evenly spaced over [0, max(L - DT, 0)]. Returns [N] int32."""
   _check_clip_args(clip_len, stride, num_clips)
-  max_start = max(int(num_frames) - clip_len * stride, 0)
-  return _evenly_spaced(max_start, num_clips).astype(np.int32)
+  max_start = np.maximum(np.asarray(num_frames, np.int64) - clip_len * stride, 0)
+  return _evenly_spaced(np, max_start, num_clips).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------------------
-# TensorFlow versions (usable inside tf.data map functions; same integer arithmetic).
+# TensorFlow versions (usable inside tf.data map functions; the same formulas on tf.Tensors).
 # ----------------------------------------------------------------------------------------
 
 
@@ -163,24 +188,9 @@ def _tf():
   return tf
 
 
-def _max_start_and_gap_tf(num_frames, clip_len: int, stride: int, num_clips: int,
-                          min_gap: int = 0):
-  tf = _tf()
-  num_frames = tf.cast(num_frames, tf.int64)
-  span = tf.constant(clip_len * stride, tf.int64)
-  excess = num_frames - span
-  max_start = tf.where(excess >= num_clips - 1, excess, num_frames - 1)
-  ceil_div = -tf.math.floordiv(-excess, tf.constant(num_clips, tf.int64))
-  gap = tf.maximum(tf.minimum(tf.maximum(ceil_div, 1), span), tf.constant(min_gap, tf.int64))
-  return max_start, gap
-
-
-def _evenly_spaced_tf(max_start, num_clips: int):
-  tf = _tf()
-  if num_clips == 1:
-    return tf.reshape(tf.math.floordiv(max_start, 2), [1])
-  k = tf.range(num_clips, dtype=tf.int64)
-  return tf.math.floordiv(k * max_start, num_clips - 1)
+def _tnp():
+  import tensorflow.experimental.numpy as tnp  # pylint: disable=g-import-not-at-top
+  return tnp
 
 
 def starts_from_draws_tf(draws, num_frames, clip_len: int, stride: int, num_clips: int,
@@ -192,17 +202,9 @@ def starts_from_draws_tf(draws, num_frames, clip_len: int, stride: int, num_clip
   draws = tf.ensure_shape(tf.cast(draws, tf.float64), [None, num_clips])
   tf.debugging.assert_positive(
       tf.cast(num_frames, tf.int64), message="starts_from_draws_tf: video has no frames")
-  max_start, gap = _max_start_and_gap_tf(num_frames, clip_len, stride, num_clips, int(min_gap))
-  n_values = tf.cast(max_start + 1, tf.float64)
-  tries = tf.minimum(tf.cast(tf.floor(draws * n_values), tf.int64), max_start)
-  diffs = tf.abs(tries[:, :, None] - tries[:, None, :])
-  diagonal = tf.eye(num_clips, dtype=tf.bool)
-  accepted = tf.reduce_all((diffs >= gap) | diagonal, axis=[1, 2])
-  first = tf.argmax(tf.cast(accepted, tf.int32), output_type=tf.int32)
-  ranks = tf.argsort(tf.argsort(draws[0], stable=True), stable=True)
-  fallback = tf.gather(_evenly_spaced_tf(max_start, num_clips), ranks)
-  starts = tf.where(tf.reduce_any(accepted), tries[first], fallback)
-  return tf.cast(starts, tf.int32)
+  max_start, gap = _max_start_and_gap(_tnp(), num_frames, clip_len, stride, num_clips,
+                                      min_gap)
+  return tf.cast(_starts_from_tries(_tnp(), draws, max_start, gap, num_clips), tf.int32)
 
 
 def sample_clip_starts_tf(seed, num_frames, clip_len: int, stride: int, num_clips: int,
@@ -216,17 +218,35 @@ def sample_clip_starts_tf(seed, num_frames, clip_len: int, stride: int, num_clip
 
 def clip_frame_indices_tf(starts, clip_len: int, stride: int, num_frames):
   """TF twin of `clip_frame_indices`: [K] starts -> [K, T] int32."""
-  tf = _tf()
   _check_clip_args(clip_len, stride, 1)
-  starts = tf.cast(starts, tf.int64)
-  offsets = stride * tf.range(clip_len, dtype=tf.int64)
-  indices = tf.math.floormod(starts[:, None] + offsets[None, :], tf.cast(num_frames, tf.int64))
-  return tf.cast(indices, tf.int32)
+  return _frame_indices(_tnp(), starts, clip_len, stride, num_frames)
 
 
 def uniform_clip_starts_tf(num_frames, clip_len: int, stride: int, num_clips: int):
   """TF twin of `uniform_clip_starts`: [N] int32 evenly spaced evaluation starts."""
   tf = _tf()
+  tnp = _tnp()
   _check_clip_args(clip_len, stride, num_clips)
-  max_start = tf.maximum(tf.cast(num_frames, tf.int64) - clip_len * stride, 0)
-  return tf.cast(_evenly_spaced_tf(max_start, num_clips), tf.int32)
+  max_start = tnp.maximum(tnp.asarray(num_frames, tnp.int64) - clip_len * stride, 0)
+  return tf.cast(_evenly_spaced(tnp, max_start, num_clips), tf.int32)
+
+
+def reversed_video_indices_tf(indices, num_frames, sampler_seed, reverse_prob: float):
+  """With probability `reverse_prob` (a draw from `sampler_seed` folded with 1) the whole
+  video is shown played backwards: frame f of the shown video is L - 1 - f. Starts (the
+  order label) count in the shown video, so they stay as sampled. indices [K, T] int32."""
+  tf = _tf()
+  reverse_seed = tf.random.experimental.stateless_fold_in(sampler_seed, 1)
+  backwards = tf.random.stateless_uniform([], seed=reverse_seed, dtype=tf.float64)
+  return tf.where(backwards < reverse_prob, num_frames - 1 - indices, indices)
+
+
+def shuffled_within_clips_tf(indices, element_seed):
+  """A diagnostic control: each clip's frame indices [K, T] in its own random order.
+
+  The clip keeps its frames and its start (the order label), but loses the direction of
+  motion inside it; its own stateless seed, so the other random draws stay as they are."""
+  tf = _tf()
+  shuffle_seed = tf.stack([element_seed[0] * 7919 + 104729, element_seed[1]])
+  keys = tf.random.stateless_uniform(tf.shape(indices), seed=shuffle_seed)
+  return tf.gather(indices, tf.argsort(keys, axis=1), batch_dims=1)

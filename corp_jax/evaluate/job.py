@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from typing import Callable, Iterator
 
@@ -35,6 +34,8 @@ import jax
 import numpy as np
 
 from corp_jax import io_paths
+from corp_jax.data import from_config
+from corp_jax.data import read
 from corp_jax.evaluate import features as features_lib
 from corp_jax.evaluate import finetune as finetune_lib
 from corp_jax.evaluate import linear as linear_lib
@@ -73,36 +74,17 @@ def _embedded_family(metadata: dict, label_key: str) -> str:
                    f"choose one of {sorted(set(keys.values()))}")
 
 
-def _shard_metadata(pattern: str) -> dict | None:
-  """NAME.metadata.json beside shards 'DIR/NAME-*' (data_prep writes it), if present."""
-  from corp_jax.data import records  # pylint: disable=g-import-not-at-top
-  name = io_paths.basename(pattern).split("-")[0].rstrip("*?")
-  try:
-    return records.read_metadata(io_paths.dirname(pattern), name)
-  except FileNotFoundError:
-    return None
-
-
-def pretrain_augment(pre):
-  """The pretraining run's augmentation (config.data.aug_*), or CVRL's default."""
-  from corp_jax.data.augment_tf import AugmentConfig  # pylint: disable=g-import-not-at-top
-  if "aug_crop_area_min" not in pre.data:
-    return AugmentConfig()
-  from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top
-  return inputs.augment_config(pre.data)
-
-
 def resolve_data(config, pre) -> EvalData:
   """The train/test sources, classes and clip geometry of the evaluation."""
   d = config.data
+  # The pretraining run's augmentation (colour and blur are dropped for the training views).
   geometry = dict(clip_len=d.clip_len or pre.data.clip_len, stride=d.stride or pre.data.stride,
-                  crop_size=d.crop_size or pre.data.crop_size, augment=pretrain_augment(pre))
+                  crop_size=d.crop_size or pre.data.crop_size,
+                  augment=from_config.augment_config(pre.data))
   if d.source == "embedded":
     from corp_jax.data import embedded  # pylint: disable=g-import-not-at-top
-    from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top
     # The pretraining run's location rule: cache_dir itself, else <default cache>/embedded.
-    cache = (d.cache_dir or pre.data.get("cache_dir", "")
-             or os.path.join(inputs.default_cache_dir(), "embedded"))
+    cache = from_config.embedded_cache_dir(d.cache_dir, pre.data.get("cache_dir", ""))
     # Sizes: this config's, else the pretraining run's, else the builder's defaults.
     sizes = {}
     for name in ("num_train", "num_test", "frame_size", "num_frames"):
@@ -125,7 +107,7 @@ def resolve_data(config, pre) -> EvalData:
                        f"e.g. --config.data.{key}='/data/ucf101/ucf101_"
                        f"{'train' if key == 'train_pattern' else 'test'}-*' (shards from "
                        "python -m data_prep.videos_to_tfrecords)")
-  train_meta = _shard_metadata(d.train_pattern) or {}
+  train_meta = read.shard_metadata(d.train_pattern) or {}
   names = list(train_meta.get("class_names", []))
   num_classes = d.num_classes or len(names)
   if not num_classes:

@@ -40,8 +40,8 @@ def local_mesh() -> jax.sharding.Mesh:
 
 
 def source_files(source) -> list[str]:
-  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.resolve_shard_files(source, 0, 1)[0]
+  from corp_jax.data import read  # pylint: disable=g-import-not-at-top
+  return read.resolve_shard_files(source, 0, 1)[0]
 
 
 def cache_path(cache_dir: str, index: int, num_files: int) -> str:

@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from corp_jax import io_paths
+from corp_jax.data import from_config
 from corp_jax.data import pipeline
 from corp_jax.losses import corp_f as corp_f_loss_lib
 from corp_jax.losses import metrics as metrics_lib
@@ -59,7 +60,7 @@ def _stream(config, files, *, batch: int, seed: int, label_key: str):
       files, batch_size_per_process=batch, num_clips=2, clip_len=data.clip_len,
       stride=data.stride, crop_size=data.crop_size, seed=seed,
       shuffle_buffer=data.shuffle_buffer, label_key=label_key,
-      augment=inputs_lib.augment_config(data), process_index=0, process_count=1)
+      augment=from_config.augment_config(data), process_index=0, process_count=1)
 
 
 def _mean_metrics(metrics: list) -> dict:

@@ -114,8 +114,8 @@ def main(argv):
   names = _NAMES.value or [os.path.basename(os.path.normpath(w)) for w in workdirs]
   if len(names) != len(workdirs):
     raise app.UsageError(f"--names has {len(names)} entries for {len(workdirs)} workdirs")
-  from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top
-  cache = os.path.join(inputs.default_cache_dir(), "order_probe")
+  from corp_jax.data import from_config  # pylint: disable=g-import-not-at-top
+  cache = os.path.join(from_config.default_cache_dir(), "order_probe")
   results = {}
   for name, workdir in zip(names, workdirs):
     print(f"probing {name} ({workdir})", flush=True)

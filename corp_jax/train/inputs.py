@@ -13,10 +13,13 @@ when a TF-based source is chosen (inside corp_jax.data).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Iterator
 
 import numpy as np
+
+# The config -> input-stage rules are the data layer's (evaluation uses them too); the train
+# loop takes `augment_config` from here.
+from corp_jax.data.from_config import augment_config, embedded_cache_dir
 
 SOURCES = ("embedded", "tfrecord", "tfds", "synthetic")
 
@@ -26,11 +29,6 @@ class TrainInputs:
   iterator: Iterator[dict]
   num_videos: int | None  # videos in the training split, when known (for epochs)
   uint8_clips: bool  # True when the accelerator does the colour augmentation
-
-
-def default_cache_dir() -> str:
-  return os.environ.get("CORP_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
-                                                       "corp_jax"))
 
 
 def synthetic_batches(*, seed: int, start_step: int, global_batch: int, process_index: int,
@@ -124,32 +122,13 @@ def embedded_dataset(data) -> dict:
   """Builds (first use) or finds the embedded data set sized by `config.data.embedded_*`."""
   from corp_jax.data import embedded  # pylint: disable=g-import-not-at-top
   return embedded.ensure_embedded_dataset(
-      data.cache_dir or os.path.join(default_cache_dir(), "embedded"),
+      embedded_cache_dir(data.cache_dir),
       num_train=data.embedded_num_train, num_test=data.embedded_num_test,
       frame_size=data.embedded_frame_size, num_frames=data.embedded_num_frames)
 
 
-def augment_config(data):
-  """`config.data.aug_*` -> the pipeline's AugmentConfig (CVRL's distribution by default)."""
-  from corp_jax.data.augment_tf import AugmentConfig  # pylint: disable=g-import-not-at-top
-  return AugmentConfig(
-      crop_area_range=(data.aug_crop_area_min, 1.0), flip_prob=data.aug_flip_prob,
-      color_jitter_prob=data.aug_color_jitter_prob, brightness=data.aug_color_strength,
-      contrast=data.aug_color_strength, saturation=data.aug_color_strength,
-      hue=0.2 * data.aug_color_strength, grayscale_prob=data.aug_grayscale_prob,
-      blur_prob=data.aug_blur_prob,
-      # Workdirs written before the key existed used CVRL's colour ops.
-      color_mode=getattr(data, "aug_color_mode", "cvrl"))
-
-
 def _videos_from_metadata(pattern: str) -> int | None:
-  """Reads num_videos from NAME.metadata.json beside shards `DIR/NAME-?????-of-?????`."""
-  import json  # pylint: disable=g-import-not-at-top
-  import re  # pylint: disable=g-import-not-at-top
-  from corp_jax import io_paths  # pylint: disable=g-import-not-at-top
-  match = re.match(r"(.*)-[?*0-9]{5}-of-[?*0-9]{5}$|(.*)[-_]?\*$", io_paths.basename(pattern))
-  name = (match.group(1) or match.group(2)).rstrip("-_") if match else ""
-  path = io_paths.join(io_paths.dirname(pattern), f"{name}.metadata.json")
-  if name and io_paths.exists(path):
-    return int(json.loads(io_paths.read_text(path)).get("num_videos", 0)) or None
-  return None
+  """num_videos from NAME.metadata.json beside the shards of `pattern`, when there is one."""
+  from corp_jax.data import read  # pylint: disable=g-import-not-at-top
+  metadata = read.shard_metadata(pattern) or {}
+  return int(metadata.get("num_videos", 0)) or None

@@ -1,0 +1,45 @@
+"""The rules that turn a job's `config.data` into the input stages' arguments, shared by
+pretraining (`train.inputs`), evaluation (`evaluate.job`) and the tools. Imports neither
+TensorFlow nor JAX.
+
+Contract:
+  `default_cache_dir()`: $CORP_JAX_CACHE, else ~/.cache/corp_jax.
+  `embedded_cache_dir(*cache_dirs)`: where the embedded data set lives: the first non-empty
+      of `cache_dirs` (e.g. the evaluation's, then its pretraining run's `cache_dir`), else
+      <default cache>/embedded.
+  `augment_config(data)`: `config.data.aug_*` -> `AugmentConfig`; a `data` without the
+      `aug_*` keys gives CVRL's distribution (`AugmentConfig()`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from corp_jax.data.augment_params import AugmentConfig
+
+
+def default_cache_dir() -> str:
+  return os.environ.get("CORP_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
+                                                       "corp_jax"))
+
+
+def embedded_cache_dir(*cache_dirs: str) -> str:
+  """The first non-empty of `cache_dirs`, else <default cache>/embedded."""
+  for directory in cache_dirs:
+    if directory:
+      return directory
+  return os.path.join(default_cache_dir(), "embedded")
+
+
+def augment_config(data) -> AugmentConfig:
+  """`config.data.aug_*` -> the pipeline's AugmentConfig (CVRL's distribution by default)."""
+  if "aug_crop_area_min" not in data:
+    return AugmentConfig()
+  return AugmentConfig(
+      crop_area_range=(data.aug_crop_area_min, 1.0), flip_prob=data.aug_flip_prob,
+      color_jitter_prob=data.aug_color_jitter_prob, brightness=data.aug_color_strength,
+      contrast=data.aug_color_strength, saturation=data.aug_color_strength,
+      hue=0.2 * data.aug_color_strength, grayscale_prob=data.aug_grayscale_prob,
+      blur_prob=data.aug_blur_prob,
+      # A config without the key (an older config.json) means CVRL's colour ops.
+      color_mode=getattr(data, "aug_color_mode", "cvrl"))
