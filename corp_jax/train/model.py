@@ -2,7 +2,8 @@
 
 Contract:
   `__call__(clips: [N, T, H, W, 3], train) -> {'features': [N, F], 'z': [N, d]}`, float32.
-  `relate(z_i, z_j) -> [..., C]` logits of φ (Eq. 2 / Eq. 4), `relate_all(z: [M, d]) -> [M, M, C]`.
+  `relate(z_i, z_j) -> [..., C]` logits of φ (Eq. 2 / Eq. 4), `relate_all(z: [M, d]) -> [M, M, C]`,
+  both on head inputs `corp_jax.heads.relation_inputs(z)` (the objectives apply it).
   `init_all(clips)` touches every submodule so `init` creates the whole parameter tree.
 Parameters: `params['backbone']`, `params['projection']`, `params['head']` (absent when the
 objective has no relation head, e.g. SimCLR); BatchNorm statistics under `batch_stats`.
@@ -68,9 +69,11 @@ class CorpModel(nn.Module):
     return jnp.concatenate([z, jnp.ones(z.shape[:-1] + (1,), z.dtype)], axis=-1)
 
   def relate(self, z_i, z_j):
+    """phi(z_i, z_j) on head inputs (`corp_jax.heads.relation_inputs`): [..., d] -> [..., C]."""
     return self.head(self._head_input(z_i), self._head_input(z_j))
 
   def relate_all(self, z):
+    """phi for every ordered pair of head inputs: z [M, d] -> [M, M, C]."""
     return self.head.all_pairs(self._head_input(z))
 
   def init_all(self, clips):
