@@ -103,9 +103,6 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   m.head_attention = "decoupling"
   m.head_num_heads = 32
   m.head_mlp_layers = 2
-  # Append a constant coordinate to the head's input (decoupling attention only): an
-  # experiment for the slow start of the order task, off by default (docs/DESIGN_NOTES.md).
-  m.head_input_constant = False
   m.bn_momentum = 0.9
 
   c.loss = ml_collections.ConfigDict()
