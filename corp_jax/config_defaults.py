@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ml_collections
 
-OBJECTIVES = ("corp_f", "corp_m", "simclr", "order_only", "contrast_only")
+from corp_jax.train import objectives as objectives_lib
+
+OBJECTIVES = tuple(objectives_lib.OBJECTIVES)
 PRESETS = ("", "k400", "ssv2", "test")
 
 
@@ -38,7 +40,7 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   d.tfds_split = "train"
   d.num_train_videos = 0  # 0 = read from the shards' metadata when epochs are used
   d.label_key = "clip/label/index"
-  d.num_clips = 4 if objective in ("corp_m", "order_only", "contrast_only") else 2
+  d.num_clips = objectives_lib.get_objective(objective).default_num_clips
   d.clip_len = 8
   # Stride 3 (8 frames spanning 22 of the 32): the embedded motions move an object by ~1
   # crop pixel per frame, and the order task needs each clip's own direction of motion (a
@@ -101,9 +103,6 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   m.head_attention = "decoupling"
   m.head_num_heads = 32
   m.head_mlp_layers = 2
-  # Append a constant coordinate to the head's input (decoupling attention only): an
-  # experiment for the slow start of the order task, off by default (docs/DESIGN_NOTES.md).
-  m.head_input_constant = False
   m.bn_momentum = 0.9
 
   c.loss = ml_collections.ConfigDict()
@@ -129,7 +128,7 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   o.warmup_fraction = 0.05
   # CORP_m sums the cross-entropy of 4K²−2K clip pairs per video pair: its first gradients
   # are ~1e3 and diverged (non-finite at step 11) without clipping in the embedded demo.
-  o.grad_clip_norm = 1.0 if objective in ("corp_m", "order_only", "contrast_only") else 0.0
+  o.grad_clip_norm = 1.0 if objectives_lib.get_objective(objective).grouped else 0.0
 
   c.train = t = ml_collections.ConfigDict()
   t.num_steps = 800
@@ -170,7 +169,7 @@ def _base(objective: str) -> ml_collections.ConfigDict:
 
 
 def _paper(c: ml_collections.ConfigDict, stride: int) -> None:
-  grouped = c.objective in ("corp_m", "order_only", "contrast_only")
+  grouped = objectives_lib.get_objective(c.objective).grouped
   c.optim.name = "lars"
   c.optim.base_lr = 1.0
   c.optim.grad_clip_norm = 0.0

@@ -3,6 +3,8 @@
 import glob
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -52,3 +54,28 @@ def test_paper_recipes():
     assert c.optim.weight_decay == 1e-6 and c.optim.warmup_fraction == 0.05
     assert c.train.num_epochs == 800
     assert c.data.source == "tfrecord" and c.data.train_pattern == ""
+
+
+def test_configs_read_the_objective_table():
+  from corp_jax import config_defaults
+  from corp_jax.train import objectives
+  assert sorted(config_defaults.OBJECTIVES) == sorted(objectives.OBJECTIVES)
+  for name, objective in objectives.OBJECTIVES.items():
+    for preset in ("", "k400"):
+      config = config_defaults.pretrain_config(name, preset)
+      assert config.data.num_clips == objective.default_num_clips
+      if preset == "k400":  # the paper's batches: 64 for grouped objectives, 512 otherwise
+        assert config.optim.batch_size == (64 if objective.grouped else 512)
+      else:  # the demo clips the summed pair losses of the grouped objectives
+        assert (config.optim.grad_clip_norm > 0) == objective.grouped
+  with pytest.raises(ValueError, match="objective must be one of"):
+    config_defaults.pretrain_config("corp_x")
+
+
+def test_config_defaults_and_objectives_import_without_tensorflow():
+  code = ("import sys; import corp_jax.config_defaults, corp_jax.train.objectives, "
+          "corp_jax.train.step, corp_jax.train.model; "
+          "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -394,6 +394,7 @@ def test_extra_negatives_enter_every_nce_denominator():
 
 
 def test_grouped_objective_puts_reversed_clips_in_the_group_as_other_videos():
+  from corp_jax.heads import relation
   from corp_jax.losses import corp_m as corp_m_lib
   from corp_jax.train import objectives
   rng = np.random.default_rng(0)
@@ -410,8 +411,8 @@ def test_grouped_objective_puts_reversed_clips_in_the_group_as_other_videos():
   # The group: 2 videos + their 2 reversed copies (videos 2 and 3), 2 clips each. Reversed
   # clips keep their slot with the start negated: the clip that starts later forwards comes
   # first backwards.
-  group = jnp.concatenate([objectives.relation_inputs(z).reshape(4, 4),
-                           objectives.relation_inputs(z_rev).reshape(4, 4)])
+  group = jnp.concatenate([relation.relation_inputs(z).reshape(4, 4),
+                           relation.relation_inputs(z_rev).reshape(4, 4)])
   expected, _ = corp_m_lib.corp_m_loss(
       relate_all(group)[None], jnp.asarray([[0, 0, 1, 1, 2, 2, 3, 3]]),
       jnp.asarray([[5, 1, 0, 9, -5, -1, 0, -9]]))

@@ -1,7 +1,14 @@
-"""Relation heads: pairwise relation r(z_i, z_j) followed by an MLP to logits.
+"""Relation heads: what the head sees, the pairwise relation r(z_i, z_j), the MLP to logits.
 
 Contract (docs/CONTRACTS.md, corp_jax.heads):
 
+* `relation_inputs(z)`: what the head sees, √d-scaled unit vectors of the projections z of
+  Sec. 3.1 (the scaling is this package's choice; the paper does not say whether z is
+  normalised before Eq. 1).
+* `corp_f_order_logits(z, relate)`: Eq. 4 on the positive pairs of CORP_f, both directions.
+* `group_pair_logits(z, relate_all)`: Eq. 2 on every ordered clip pair of each CORP_m group.
+  Both take raw projections z and apply `relation_inputs`; `relate` / `relate_all` are the
+  head's `__call__` / `all_pairs` bound to its parameters.
 * `MixedAttention(num_heads=h)`: Eq. 1, r(x, y)_k = <U_k x, V_k y> with U_k, V_k in
   R^{d/h x d}; `(x: [..., d], y: [..., d]) -> [..., h]`.
 * `DecouplingAttention(num_symmetric=n, num_antisymmetric=l)`: Eq. 7-8 with the sum removed;
@@ -25,11 +32,13 @@ values are the same bit for bit as a bfloat16 broadcast. Measured on `all_pairs`
 gradient an error of 3.7e-2, against 2.3e-3 for PyTorch bf16, which sums in float32. The decoupling G/P/Q gradients had 8.7e-3, against 5.1e-3 for PyTorch.
 """
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from corp_jax.losses.contrastive import l2_normalize
 
 Array = Any
 Dtype = Any
@@ -58,7 +67,7 @@ def _broadcast_then_cast(a: Array, shape: Sequence[int], dtype: Dtype) -> Array:
   float32. Broadcasting in the narrow dtype would reduce in that dtype, and the running sum would
   lose precision with every pair added. Converting bfloat16 values to float32 and back is exact,
   so the forward values do not change. For float32 or wider, this is `a.astype(dtype)` with
-  broadcasting left to the consumer, exactly as before.
+  broadcasting left to the consumer, as flax does.
   """
   if not _is_narrow_float(dtype):
     return a.astype(dtype)
@@ -325,10 +334,6 @@ class RelationHead(nn.Module):
       r = nn.relu(self.hidden_layer(r))
     return self.output_layer(r)
 
-  def relation_features(self, z_i: Array, z_j: Array) -> Array:
-    """r(z_i, z_j): [..., width] before the MLP."""
-    return self.relation(z_i, z_j)
-
   def __call__(self, z_i: Array, z_j: Array) -> Array:
     """phi(z_i, z_j): z_i, z_j [..., d] (broadcastable) -> logits [..., num_classes]."""
     return self._mlp(self.relation(z_i, z_j))
@@ -338,3 +343,38 @@ class RelationHead(nn.Module):
     if z.ndim != 2:
       raise ValueError(f"RelationHead.all_pairs expects z of shape [M, d], got {z.shape}")
     return self._mlp(self.relation.all_pairs(z))
+
+
+def relation_inputs(z: Array) -> Array:
+  """What the relation head sees: z [..., d] -> √d · z / ||z|| [..., d] float32.
+
+  Not in the paper. The projections z of Sec. 3.1 are not normalised (the projection keeps its
+  bias, see docs/DESIGN_NOTES.md); the head sees them as unit vectors scaled by √d. Each
+  component is then O(1) whatever d is, so the products of Eq. 1 / Eq. 8 and the logits of
+  Eq. 2 / Eq. 4 do not start vanishingly small: the order task starts at a saddle, and a 1/d
+  start slows it down. The InfoNCE part (Eq. 5) normalises z itself, without the √d.
+  """
+  z = z.astype(jnp.float32)
+  return l2_normalize(z) * jnp.sqrt(jnp.float32(z.shape[-1]))
+
+
+def corp_f_order_logits(z: Array, relate: Callable[[Array, Array], Array]) -> Array:
+  """Eq. 4 on CORP_f's positive pairs, both directions: z [B, 2, d] -> [B, 2, C].
+
+  order_logits[b, a] = phi(z[b, a], z[b, 1 - a]) on `relation_inputs(z)`, the layout
+  `corp_jax.losses.corp_f_loss` expects (Eq. 6 sums the order terms of both directions).
+  `relate(z_i, z_j) -> [..., C]` is phi, e.g. `RelationHead.__call__` bound to its parameters.
+  """
+  head_in = relation_inputs(z)
+  return jnp.stack([relate(head_in[:, 0], head_in[:, 1]),
+                    relate(head_in[:, 1], head_in[:, 0])], axis=1)
+
+
+def group_pair_logits(z: Array, relate_all: Callable[[Array], Array]) -> Array:
+  """Eq. 2 on every ordered clip pair of each group: z [G, M, d] -> [G, M, M, C].
+
+  logits[g, i, j] = phi(z[g, i], z[g, j]) on `relation_inputs(z)`, the layout
+  `corp_jax.losses.corp_m_loss` and its ablations expect. `relate_all(z: [M, d]) -> [M, M, C]`
+  is `RelationHead.all_pairs` bound to its parameters.
+  """
+  return jax.vmap(relate_all)(relation_inputs(z))

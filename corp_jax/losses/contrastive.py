@@ -12,6 +12,7 @@ from typing import Any, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from corp_jax.losses import metrics as metrics_lib
 
@@ -19,7 +20,11 @@ Array = Any
 
 
 def l2_normalize(z: Array, axis: int = -1, eps: float = 1e-12) -> Array:
-  """z / max(||z||, eps) along `axis` (eps keeps the gradient finite at z = 0)."""
+  """z / max(||z||, eps) along `axis` (eps keeps the gradient finite at z = 0).
+
+  The one unit-vector map of the package: the InfoNCE similarities (Eq. 5) and the relation
+  head's inputs (`corp_jax.heads.relation.relation_inputs`) both use it.
+  """
   squared_norm = jnp.sum(jnp.square(z), axis=axis, keepdims=True)
   return z * jax.lax.rsqrt(jnp.maximum(squared_norm, eps * eps))
 
@@ -76,14 +81,13 @@ def info_nce_terms(z: Array, temperature: float,
   """
   b = z.shape[0]
   logits = similarity_logits(z, temperature)
-  normaliser = jax.nn.logsumexp(logits, axis=1, keepdims=True)
+  candidates = logits  # the anchor itself is already excluded: -inf on the diagonal
   if extra_negatives is not None:
     anchors = l2_normalize(z.astype(jnp.float32).reshape(2 * b, -1))
     extra = anchors @ l2_normalize(extra_negatives.astype(jnp.float32)).T / temperature
-    normaliser = jnp.logaddexp(normaliser, jax.nn.logsumexp(extra, axis=1, keepdims=True))
-  log_prob = logits - normaliser
+    candidates = jnp.concatenate([logits, extra], axis=1)
   partner = jnp.arange(2 * b) ^ 1
-  nce = -jnp.take_along_axis(log_prob, partner[:, None], axis=1)[:, 0]
+  nce = optax.softmax_cross_entropy_with_integer_labels(candidates, partner)
   return nce.reshape(b, 2), logits
 
 

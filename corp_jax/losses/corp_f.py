@@ -16,8 +16,8 @@ of both directions (a = 0, 1).
 
 from typing import Any, Dict, Tuple
 
-import jax
 import jax.numpy as jnp
+import optax
 
 from corp_jax.losses import contrastive
 from corp_jax.losses import metrics as metrics_lib
@@ -69,9 +69,9 @@ def corp_f_loss(z: Array, starts: Array, order_logits: Array, temperature: float
 
   nce, similarity = contrastive.info_nce_terms(z, temperature, extra_negatives)
   labels, valid = order_labels(starts)
-  order_log_prob = jax.nn.log_softmax(order_logits.astype(jnp.float32), axis=-1)
-  order_ce = -jnp.take_along_axis(order_log_prob, labels[..., None], axis=-1)[..., 0]
-  order_ce = jnp.where(valid, order_ce, 0.0)
+  order_ce = optax.softmax_cross_entropy_with_integer_labels(
+      order_logits.astype(jnp.float32), labels)
+  order_ce = jnp.where(valid, order_ce, 0.0)  # equal starts: no order to learn
 
   nce_loss = jnp.sum(nce) / b
   order_loss = jnp.sum(order_ce) / b

@@ -25,6 +25,7 @@ from typing import Any, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from corp_jax.losses import metrics as metrics_lib
 
@@ -98,12 +99,6 @@ def video_pair_weights(structure: Dict[str, Array], include_different: bool,
   return weights
 
 
-def _cross_entropy(logits: Array, labels: Array) -> Array:
-  """Per-pair CE: logits [..., C], labels [...] -> [...] float32."""
-  log_prob = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  return -jnp.take_along_axis(log_prob, labels[..., None], axis=-1)[..., 0]
-
-
 def _mean_over_video_pairs(per_pair: Array, weights: Array, structure: Dict[str, Array]):
   return jnp.sum(per_pair * weights) / jnp.maximum(jnp.sum(structure["num_video_pairs"]), 1.0)
 
@@ -135,7 +130,7 @@ def corp_m_loss(pair_logits: Array, video_index: Array,
   structure = pair_structure(video_index, starts)
   labels = structure["labels"]
   weights = video_pair_weights(structure, True, structure["ordered"])
-  ce = _cross_entropy(pair_logits, labels)
+  ce = optax.softmax_cross_entropy_with_integer_labels(pair_logits, labels)
   different = structure["different_video"]
   loss = _mean_over_video_pairs(ce, weights, structure)
   considered = different | structure["ordered"]
@@ -172,7 +167,8 @@ def order_only_loss(pair_logits: Array, video_index: Array,
   labels = (~structure["first_earlier"]).astype(jnp.int32)
   ordered = structure["ordered"]
   weights = video_pair_weights(structure, False, ordered)
-  loss = _mean_over_video_pairs(_cross_entropy(pair_logits, labels), weights, structure)
+  ce = optax.softmax_cross_entropy_with_integer_labels(pair_logits, labels)
+  loss = _mean_over_video_pairs(ce, weights, structure)
   metrics = {"loss": loss,
              "order_acc": metrics_lib.order_accuracy(pair_logits, labels, ordered)}
   metrics.update(_shared_metrics(pair_logits, labels, weights, ordered, video_index))
@@ -198,7 +194,8 @@ def contrast_only_loss(pair_logits: Array, video_index: Array,
   same_video = structure["same_video"]
   labels = same_video.astype(jnp.int32)
   weights = video_pair_weights(structure, True, same_video)
-  loss = _mean_over_video_pairs(_cross_entropy(pair_logits, labels), weights, structure)
+  ce = optax.softmax_cross_entropy_with_integer_labels(pair_logits, labels)
+  loss = _mean_over_video_pairs(ce, weights, structure)
   considered = same_video | structure["different_video"]
   metrics = {
       "loss": loss,

@@ -33,6 +33,7 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
+from corp_jax import heads
 from corp_jax import io_paths
 from corp_jax.data import from_config
 from corp_jax.data import pipeline
@@ -40,7 +41,6 @@ from corp_jax.losses import corp_f as corp_f_loss_lib
 from corp_jax.losses import metrics as metrics_lib
 from corp_jax.train import inputs as inputs_lib
 from corp_jax.train import model as model_lib
-from corp_jax.train import objectives as objectives_lib
 
 MODES = ("motion", "order")
 
@@ -110,7 +110,7 @@ def build(config, mode: str):
       metrics = motion_metrics(logits, clip_labels)
     else:
       relate = lambda x, y: model.apply({"params": params["model"]}, x, y, method=model.relate)
-      order_logits = objectives_lib.corp_f_order_logits(out["z"].reshape(b, k, -1), relate)
+      order_logits = heads.corp_f_order_logits(out["z"].reshape(b, k, -1), relate)
       order_labels, valid = corp_f_loss_lib.order_labels(starts)
       ce = optax.softmax_cross_entropy_with_integer_labels(
           order_logits.astype(jnp.float32), order_labels)

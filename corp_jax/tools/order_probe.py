@@ -47,6 +47,7 @@ import numpy as np
 from corp_jax.data import embedded
 from corp_jax.data import embedded_render
 from corp_jax.data import sampling
+from corp_jax import heads
 from corp_jax.evaluate import features as features_lib
 from corp_jax.models import resnet3d
 from corp_jax.tools import linear_decode
@@ -99,7 +100,7 @@ class ProbedModel:
     self.config = features_lib.load_pretrain_config(workdir)
     params, stats, self.step = ckpt_lib.restore_model(workdir, step or None)
     objective = objectives_lib.get_objective(self.config.objective)
-    self.has_head = objective.head_classes > 0
+    self.has_head = objective.uses_relation_head
     self.objective = objective.name
     self.module = model_lib.model_from_config(self.config.model, objective.head_classes)
     self.variables = {"params": params, "batch_stats": stats}
@@ -123,7 +124,7 @@ class ProbedModel:
     res5 = captured[self._stage_blocks["res5"]]["__call__"][0].astype(jnp.float32)
     layers["res5_time"] = jnp.mean(res5, axis=(2, 3)).reshape(res5.shape[0], -1)
     layers["z"] = out["z"]
-    layers["head_input"] = objectives_lib.relation_inputs(out["z"])
+    layers["head_input"] = heads.relation_inputs(out["z"])
     return layers
 
   def layers(self, clips: np.ndarray) -> dict:

@@ -2,7 +2,8 @@
 
 Contract:
   `__call__(clips: [N, T, H, W, 3], train) -> {'features': [N, F], 'z': [N, d]}`, float32.
-  `relate(z_i, z_j) -> [..., C]` logits of φ (Eq. 2 / Eq. 4), `relate_all(z: [M, d]) -> [M, M, C]`.
+  `relate(z_i, z_j) -> [..., C]` logits of φ (Eq. 2 / Eq. 4), `relate_all(z: [M, d]) -> [M, M, C]`,
+  both on head inputs `corp_jax.heads.relation_inputs(z)` (the objectives apply it).
   `init_all(clips)` touches every submodule so `init` creates the whole parameter tree.
 Parameters: `params['backbone']`, `params['projection']`, `params['head']` (absent when the
 objective has no relation head, e.g. SimCLR); BatchNorm statistics under `batch_stats`.
@@ -35,7 +36,6 @@ class CorpModel(nn.Module):
   head_num_heads: int = 128
   head_mlp_layers: int = 2
   head_num_classes: int = 0  # 0: no relation head (SimCLR baseline).
-  head_input_constant: bool = False
   bn_momentum: float = 0.9
 
   def setup(self):
@@ -59,19 +59,13 @@ class CorpModel(nn.Module):
     """Backbone features only: what linear evaluation uses, [N, F] float32."""
     return self.backbone_net(clips, train=train)
 
-  def _head_input(self, z):
-    # With a constant coordinate appended, the anti-symmetric part of Eq. 8,
-    # Px*Qy − Qx*Py, gains terms linear in (y − x): an order signal that does not depend on
-    # the sign of a video-specific direction (docs/DESIGN_NOTES.md).
-    if not self.head_input_constant:
-      return z
-    return jnp.concatenate([z, jnp.ones(z.shape[:-1] + (1,), z.dtype)], axis=-1)
-
   def relate(self, z_i, z_j):
-    return self.head(self._head_input(z_i), self._head_input(z_j))
+    """phi(z_i, z_j) on head inputs (`corp_jax.heads.relation_inputs`): [..., d] -> [..., C]."""
+    return self.head(z_i, z_j)
 
   def relate_all(self, z):
-    return self.head.all_pairs(self._head_input(z))
+    """phi for every ordered pair of head inputs: z [M, d] -> [M, M, C]."""
+    return self.head.all_pairs(z)
 
   def init_all(self, clips):
     out = self(clips, train=False)
@@ -98,6 +92,5 @@ def model_from_config(model_cfg, num_classes: int) -> CorpModel:
       head_num_heads=model_cfg.head_num_heads,
       head_mlp_layers=model_cfg.head_mlp_layers,
       head_num_classes=num_classes,
-      head_input_constant=bool(model_cfg.get("head_input_constant", False)),
       bn_momentum=model_cfg.bn_momentum,
   )

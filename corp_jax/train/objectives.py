@@ -1,9 +1,11 @@
-"""The pretraining objectives: which relation head they need and how their loss is formed.
+"""The pretraining objectives: one table, each entry carrying its loss and what that loss needs.
 
-Each objective maps the projected clips `z: [B, K, d]` and their start frames `starts: [B, K]`
-to a scalar loss and a metrics dict, calling the relation head through `relate` /
-`relate_all` callables (closures over the model parameters). The loss math itself lives in
-`corp_jax.losses` as pure functions; this module only arranges the arrays.
+An `Objective` maps the projected clips `z: [B, K, d]` and their start frames `starts: [B, K]`
+to a scalar loss and a metrics dict (`Objective.loss`), calling the relation head through
+`relate` / `relate_all` callables (closures over the model parameters). The loss math lives in
+`corp_jax.losses` as pure functions and what the head sees in `corp_jax.heads`; this module
+only arranges the arrays. The configs (`corp_jax/config_defaults.py`) read their objective
+names, default K and grouping from `OBJECTIVES`.
 
   simclr        NT-Xent over 2B clips (CVRL baseline), K = 2, no head.
   corp_f        Eq. 5–6: InfoNCE + 2-way order loss on the positive pairs, K = 2.
@@ -14,32 +16,104 @@ to a scalar loss and a metrics dict, calling the relation head through `relate` 
 For the group objectives the batch is reshaped `[B, K] -> [B/g, g·K]` with g = group_size
 videos per group; the train step keeps groups inside one device (the paper counts video
 pairs "within each GPU"), so g must divide the per-device batch.
+
+Not in the paper: `z_reversed` (optional [B, K, d], the projections of the time-reversed clips,
+`loss.reversed_negatives`). simclr, corp_f: extra negatives of the InfoNCE term. Grouped
+objectives: each group also holds the reversed copy of each of its videos as a video of its
+own (clip order flipped), so a clip and its reversal form a different-video (P1) pair.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
-import jax
 import jax.numpy as jnp
 
+from corp_jax import heads
 from corp_jax import losses
+
+# loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed) -> (loss, metrics)
+LossFn = Callable[..., tuple]
+
+
+def _flat_negatives(z_reversed):
+  return None if z_reversed is None else z_reversed.reshape(-1, z_reversed.shape[-1])
+
+
+def _simclr_loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed):
+  del starts, relate, relate_all, group_size  # no order, no head
+  return losses.nt_xent(z, temperature=temperature, extra_negatives=_flat_negatives(z_reversed))
+
+
+def _corp_f_loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed):
+  del relate_all, group_size
+  # The order label comes from starts inside the loss, never from the clip's position.
+  return losses.corp_f_loss(z, starts, heads.corp_f_order_logits(z, relate),
+                            temperature=temperature,
+                            extra_negatives=_flat_negatives(z_reversed))
+
+
+def _grouped(pair_loss: Callable) -> LossFn:
+  """A loss over groups of g videos: `pair_loss(pair_logits [G, M, M, C], video_index, starts)`."""
+
+  def loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed):
+    del relate, temperature
+    batch, num_clips, dim = z.shape
+    groups = batch // group_size
+    zg = z.reshape(groups, group_size * num_clips, dim)
+    starts_g = starts.reshape(groups, group_size * num_clips)
+    videos = group_size
+    if z_reversed is not None:
+      # Played backwards, a clip starting earlier ends later: negated starts keep every order.
+      zg = jnp.concatenate([zg, z_reversed.reshape(groups, group_size * num_clips, dim)], 1)
+      starts_g = jnp.concatenate([starts_g, -starts_g], 1)
+      videos = 2 * group_size
+    video_index = jnp.broadcast_to(
+        jnp.repeat(jnp.arange(videos, dtype=jnp.int32), num_clips), (groups, videos * num_clips))
+    return pair_loss(heads.group_pair_logits(zg, relate_all), video_index, starts_g)
+
+  return loss
 
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
+  """One pretraining objective.
+
+  Attributes:
+    name: the value of `config.objective`.
+    loss: `(z, starts, *, relate, relate_all, temperature, group_size, z_reversed) ->
+      (loss, metrics)`; see `compute_loss`.
+    head_classes: C, the relation head's number of classes; 0 = no relation head.
+    default_num_clips: K in the configs' defaults (`config.data.num_clips`).
+    fixed_num_clips: True if K must be exactly `default_num_clips`; False: any K >= 2.
+    grouped: True if the loss counts video pairs in groups of `config.loss.group_size` videos.
+  """
   name: str
-  head_classes: int  # 0 = no relation head
-  fixed_num_clips: int | None  # None = any K >= 2
+  loss: LossFn
+  head_classes: int
+  default_num_clips: int
+  fixed_num_clips: bool
   grouped: bool
+
+  @property
+  def uses_relation_head(self) -> bool:
+    return self.head_classes > 0
 
 
 OBJECTIVES = {
-    "simclr": Objective("simclr", 0, 2, False),
-    "corp_f": Objective("corp_f", 2, 2, False),
-    "corp_m": Objective("corp_m", 3, None, True),
-    "order_only": Objective("order_only", 2, None, True),
-    "contrast_only": Objective("contrast_only", 2, None, True),
+    o.name: o for o in (
+        Objective("simclr", _simclr_loss, head_classes=0, default_num_clips=2,
+                  fixed_num_clips=True, grouped=False),
+        Objective("corp_f", _corp_f_loss, head_classes=2, default_num_clips=2,
+                  fixed_num_clips=True, grouped=False),
+        Objective("corp_m", _grouped(losses.corp_m_loss), head_classes=3, default_num_clips=4,
+                  fixed_num_clips=False, grouped=True),
+        Objective("order_only", _grouped(losses.order_only_loss), head_classes=2,
+                  default_num_clips=4, fixed_num_clips=False, grouped=True),
+        Objective("contrast_only", _grouped(losses.contrast_only_loss), head_classes=2,
+                  default_num_clips=4, fixed_num_clips=False, grouped=True),
+    )
 }
 
 
@@ -51,10 +125,10 @@ def get_objective(name: str) -> Objective:
 
 def validate(objective: Objective, num_clips: int, per_device_batch: int, group_size: int):
   """Raises a clear error when K or the group size does not fit the objective."""
-  if objective.fixed_num_clips is not None and num_clips != objective.fixed_num_clips:
+  if objective.fixed_num_clips and num_clips != objective.default_num_clips:
     raise ValueError(
         f"objective {objective.name!r} needs config.data.num_clips = "
-        f"{objective.fixed_num_clips}, got {num_clips}")
+        f"{objective.default_num_clips}, got {num_clips}")
   if num_clips < 2:
     raise ValueError(f"config.data.num_clips must be >= 2 for {objective.name!r}, got {num_clips}")
   if objective.grouped:
@@ -66,61 +140,13 @@ def validate(objective: Objective, num_clips: int, per_device_batch: int, group_
           f"{per_device_batch} so that video pairs are counted within a device")
 
 
-def l2_normalize(z, eps: float = 1e-12):
-  z = z.astype(jnp.float32)
-  return z * jax.lax.rsqrt(jnp.maximum(jnp.sum(z * z, axis=-1, keepdims=True), eps))
-
-
-def relation_inputs(z):
-  """What the relation head sees: √d-scaled unit vectors of z [..., d].
-
-  Components O(1) whatever d is, so the head's products (Eq. 8) and logits do not start
-  vanishingly small (a 1/d start slowed the order task, which begins at a saddle; see
-  docs/DESIGN_NOTES.md). The InfoNCE part normalises z itself.
-  """
-  return l2_normalize(z) * jnp.sqrt(jnp.float32(z.shape[-1]))
-
-
-def corp_f_order_logits(z, relate):
-  """Eq. 4's order logits of CORP_f: z [B, 2, d] -> [B, 2, C] with
-  order_logits[b, a] = φ(z[b, a], z[b, 1 − a]) on `relation_inputs(z)`."""
-  zn = relation_inputs(z)
-  return jnp.stack([relate(zn[:, 0], zn[:, 1]), relate(zn[:, 1], zn[:, 0])], axis=1)
-
-
 def compute_loss(objective: Objective, z, starts, *, relate, relate_all,
                  temperature: float, group_size: int, z_reversed=None):
   """Loss and metrics of one batch. z: [B, K, d] float32; starts: [B, K] int32.
 
-  z_reversed: optional [B, K, d] projections of the time-reversed clips (not in the paper;
-  `loss.reversed_negatives`). simclr, corp_f: extra negatives of the InfoNCE term. Grouped
-  objectives: each group also holds the reversed copy of each of its videos as a video of
-  its own (clip order flipped), so a clip and its reversal form a different-video (P1) pair.
+  relate(z_i, z_j) -> [..., C] and relate_all(z: [M, d]) -> [M, M, C] apply the relation head
+  to head inputs (`corp_jax.heads.relation_inputs`); objectives without a head ignore them.
+  z_reversed: optional [B, K, d], see the module docstring.
   """
-  extra = None if z_reversed is None else z_reversed.reshape(-1, z_reversed.shape[-1])
-  if objective.name == "simclr":
-    return losses.nt_xent(z, temperature=temperature, extra_negatives=extra)
-  if objective.name == "corp_f":  # the order label comes from starts inside
-    return losses.corp_f_loss(z, starts, corp_f_order_logits(z, relate),
-                              temperature=temperature, extra_negatives=extra)
-  zn = relation_inputs(z)
-  batch, num_clips, dim = zn.shape
-  groups = batch // group_size
-  zg = zn.reshape(groups, group_size * num_clips, dim)
-  starts_g = starts.reshape(groups, group_size * num_clips)
-  videos = group_size
-  if z_reversed is not None:
-    # Played backwards, a clip starting earlier ends later: negated starts keep every order.
-    zg = jnp.concatenate(
-        [zg, relation_inputs(z_reversed).reshape(groups, group_size * num_clips, dim)], 1)
-    starts_g = jnp.concatenate([starts_g, -starts_g], 1)
-    videos = 2 * group_size
-  pair_logits = jax.vmap(relate_all)(zg)
-  video_index = jnp.broadcast_to(
-      jnp.repeat(jnp.arange(videos, dtype=jnp.int32), num_clips), (groups, videos * num_clips))
-  loss_fn = {
-      "corp_m": losses.corp_m_loss,
-      "order_only": losses.order_only_loss,
-      "contrast_only": losses.contrast_only_loss,
-  }[objective.name]
-  return loss_fn(pair_logits, video_index, starts_g)
+  return objective.loss(z, starts, relate=relate, relate_all=relate_all,
+                        temperature=temperature, group_size=group_size, z_reversed=z_reversed)

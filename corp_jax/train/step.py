@@ -71,8 +71,3 @@ def make_train_step(model, tx, schedule, objective: objectives_lib.Objective, *,
       donate_argnums=(0,),
   )
 
-
-def tree_all_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.floating)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
