@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import flop_count
+from corp_jax.models import platform
 from corp_jax.models.conv import CONV_IMPLS
 from corp_jax.train import mesh as mesh_lib
 from corp_jax.train import objectives as objectives_lib
@@ -28,6 +29,10 @@ from corp_jax.train import state as state_lib
 from corp_jax.train import step as step_lib
 from corp_jax.train.inputs import synthetic_batches
 from corp_jax.train.model import CorpModel
+
+# The benchmarks time what corp_jax.main runs: its per-platform XLA flags, set before the first
+# JAX computation (XLA_FLAGS=--xla_gpu_force_conv_nhwc=false measures without).
+platform.configure_xla_flags()
 
 # batch_f / batch_m: default per-device videos for CORP_f (K = 2) and CORP_m (K = 4).
 SIZES = {
@@ -101,12 +106,16 @@ VARIANT_OPTIONS = {"s2d": {"stem_space_to_depth": True},  # models/conv.py space
 
 def parse_variant(variant: str) -> dict:
   """'factorized+s2d+fbn' -> CorpModel keyword arguments {conv_impl, stem_space_to_depth,
-  bn_impl}: a conv_impl name, then any of VARIANT_OPTIONS."""
+  bn_impl}: a conv_impl name, then any of VARIANT_OPTIONS. A named conv_impl starts from the
+  plain model (no space-to-depth stem, autodiff BatchNorm) so that each option is measured on
+  its own; 'auto' alone is the platform's default model (corp_jax/models/platform.py)."""
   impl, *options = variant.split("+")
   if impl not in CONV_IMPLS or any(o not in VARIANT_OPTIONS for o in options):
     raise ValueError(f"--conv_impl variant {variant!r}: expected one of {CONV_IMPLS}, "
                      f"optionally followed by +option for options in {sorted(VARIANT_OPTIONS)}")
-  kwargs = {"conv_impl": impl}
+  if impl == "auto" and not options:
+    return {"conv_impl": "auto", "stem_space_to_depth": "auto", "bn_impl": "auto"}
+  kwargs = {"conv_impl": impl, "stem_space_to_depth": False, "bn_impl": "autodiff"}
   for option in options:
     kwargs.update(VARIANT_OPTIONS[option])
   return kwargs

@@ -90,12 +90,13 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   m.backbone = "tiny"
   m.dtype = "float32"
   m.conv_impl = "auto"
-  # The stem conv as a stride-1 conv over 2x2x2 space-to-depth blocks (exact; a speed option,
-  # see corp_jax/models/conv.py conv3d_space_to_depth).
-  m.stem_space_to_depth = False
-  # Backbone BatchNorm (+ residual + ReLU): 'fused' (hand-written backward, fewer memory
-  # passes), 'autodiff', or 'auto' (autodiff on every platform until a GPU measurement says
-  # otherwise; see corp_jax/models/batchnorm.py).
+  # Speed options with per-platform 'auto' defaults, each the measured winner
+  # (corp_jax/models/platform.py, docs/PERFORMANCE.md); every choice computes the same function
+  # with the same parameters. conv_impl: 'native' / 'factorized' / 'im2col'. stem_space_to_depth
+  # (True / False / 'auto'): the stem conv as a stride-1 conv over 2x2x2 space-to-depth blocks.
+  # bn_impl: backbone BatchNorm (+ residual + ReLU), 'fused' (hand-written backward) or
+  # 'autodiff'.
+  m.stem_space_to_depth = "auto"
   m.bn_impl = "auto"
   m.remat = False
   m.projection_hidden = (128, 128)

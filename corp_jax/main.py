@@ -71,6 +71,10 @@ def main(argv):
   # float batch (benchmarks/input_pipeline.py --bfc_allocator: ~+30% clips per CPU-second).
   from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   pipeline.use_tf_bfc_cpu_allocator()
+  # Before any JAX backend starts: the measured per-platform XLA flags (channels-last convs
+  # on GPU; corp_jax/models/platform.py).
+  from corp_jax.models import platform  # pylint: disable=g-import-not-at-top
+  platform.configure_xla_flags()
   from corp_jax.train import distributed  # pylint: disable=g-import-not-at-top
   if _DRY_RUN.value:
     _print_dry_run(distributed)

@@ -144,11 +144,14 @@ def test_conv_matches_an_explicit_sum_over_taps():
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_conv_impl_resolution_and_bad_inputs():
+def test_conv_impl_resolution_and_bad_inputs(monkeypatch):
   assert resolve_conv_impl("auto") == default_conv_impl()
   assert default_conv_impl("cpu") == "factorized"
-  assert default_conv_impl("gpu") == "factorized"
   assert default_conv_impl("tpu") == "native"
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+  assert default_conv_impl("gpu") == "factorized"  # XLA:GPU's 3D convs would be NCDHW
+  monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_force_conv_nhwc")
+  assert default_conv_impl("gpu") == "native"
   x = jnp.zeros((1, 4, 4, 4, 2))
   with pytest.raises(ValueError, match="conv_impl='cudnn'"):
     jax.eval_shape(_init_conv, Conv3D(2, impl="cudnn"), x)

@@ -72,7 +72,7 @@ def backbone_module(model_cfg) -> ResNet3D:
                      f"got {model_cfg.dtype!r}")
   return ResNet3D(variant=model_cfg.backbone, dtype=_DTYPES[model_cfg.dtype],
                   conv_impl=model_cfg.get("conv_impl", "auto"),
-                  stem_space_to_depth=bool(model_cfg.get("stem_space_to_depth", False)),
+                  stem_space_to_depth=model_cfg.get("stem_space_to_depth", False),
                   bn_impl=model_cfg.get("bn_impl", "auto"),
                   bn_momentum=model_cfg.get("bn_momentum", 0.9))
 

@@ -9,9 +9,10 @@ Contract:
   checkpoints move freely between this module and `nn.BatchNorm` followed by the same add/ReLU.
 
 Implementations (`impl`), one function:
-  'autodiff'  the formula in jnp ops, differentiated by JAX (the reference and the default:
-              `default_bn_impl`).
-  'fused'     the same forward under `jax.custom_vjp` with the textbook backward, arranged so
+  'autodiff'  the formula in jnp ops, differentiated by JAX (the reference; 'auto' on CPU
+              and TPU: `platform.default_bn_impl`).
+  'fused'     ('auto' on GPU: 1-3% faster R3D-50 step on an H200, docs/PERFORMANCE.md)
+              the same forward under `jax.custom_vjp` with the textbook backward, arranged so
               that each pass over the activations is one XLA fusion:
                 forward   statistics: sum x and sum x^2 in f32 (sibling reductions of x);
                           output: read x (and the residual), write y
@@ -42,19 +43,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from corp_jax.models.platform import default_bn_impl
+
 BN_IMPLS = ("autodiff", "fused", "auto")
-
-
-def default_bn_impl(backend: str | None = None) -> str:
-  """What 'auto' resolves to on `backend` (default: jax.default_backend()): 'autodiff' for now.
-
-  On the 2-core CPU both forms ran the tiny demo step equally fast (42.1-42.8 ms, like flax's
-  BatchNorm), so the simpler one is the default. 'fused' is the candidate for GPUs, where the
-  step is bandwidth-bound (benchmarks/roofline.py); benchmarks/gpu_suite.sh times both, and
-  this function is where a measured winner goes, per backend.
-  """
-  del backend
-  return "autodiff"
 
 
 def resolve_bn_impl(impl: str) -> str:

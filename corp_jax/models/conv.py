@@ -22,8 +22,9 @@ Implementations:
                 step at 8x64x64 measured 2.65 s vs 16.5 s factorized vs 1.96 s PyTorch), at
                 kt*kh*kw times the input's memory. Opt-in (`conv_impl='im2col'`): at the tiny
                 demo size 'factorized' measured faster (131 vs 208 ms).
-  'auto'        `default_conv_impl()`: 'factorized' on the 'cpu' and 'gpu' backends, 'native'
-                elsewhere (TPU: unmeasured here, and its compiler has no NCDHW problem).
+  'auto'        `platform.default_conv_impl()`: 'factorized' on CPU; on GPU 'native' when
+                XLA:GPU is asked for channels-last convs (`platform.configure_xla_flags`,
+                which corp_jax.main applies), else 'factorized'; 'native' elsewhere.
 
 Space-to-depth (`Conv3D(space_to_depth=True)`, used for the stem): a strided conv computed as
 a stride-1 conv over strides-sized blocks folded into channels (`conv3d_space_to_depth`), by
@@ -44,27 +45,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from corp_jax.models.platform import default_conv_impl
+
 CONV_IMPLS = ("native", "factorized", "im2col", "auto")
 
 Padding = str | Sequence[tuple[int, int]]
 
 # He-normal over fan-out, the usual ResNet initialiser (torchvision / CVRL).
 default_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-def default_conv_impl(backend: str | None = None) -> str:
-  """The implementation 'auto' resolves to on `backend` (default: jax.default_backend()).
-
-  On CPU the factorized form was never slower and usually much faster in
-  benchmarks/conv_impl_cpu.py (2-core machine, forward+backward: 1.7x for a 3x3x3 conv, 22x for
-  a strided 1x3x3, 116x for the strided 5x7x7 stem; a tiny-R3D train step 6-17x).
-  On GPU it was 1.23x faster too (one H200, R3D-50 16x224^2 bf16 CORP_f train step, batch 16:
-  59.9 vs 73.5 ms, benchmarks/README.md): XLA:GPU lays cuDNN 3D convs out channels-first
-  (NCDHW) and wraps them in activation transposes, while the factorized 2D convs run
-  channels-last (NHWC) on tensor cores. TPU and other backends keep the native conv.
-  """
-  backend = jax.default_backend() if backend is None else backend
-  return "factorized" if backend in ("cpu", "gpu") else "native"
 
 
 def resolve_conv_impl(impl: str) -> str:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from corp_jax.models.batchnorm import BatchNormAct, resolve_bn_impl
 from corp_jax.models.conv import Conv3D, resolve_conv_impl
+from corp_jax.models.platform import resolve_stem_space_to_depth
 
 BLOCK_TYPES = ("basic", "bottleneck")
 PADDINGS = ("fixed", "same")
@@ -230,9 +231,10 @@ class ResNet3D(nn.Module):
     bn_impl: BatchNorm (+ residual add + ReLU) implementation, 'autodiff', 'fused' or 'auto'
       (corp_jax.models.batchnorm); the variables are flax BatchNorm's either way.
     stem_space_to_depth: run the strided stem conv as a stride-1 conv over space-to-depth
-      blocks (conv.conv3d_space_to_depth): exact, same parameters, a candidate for speed
-      (3 colour channels fill GEMM / tensor-core tiles badly). Off by default: on the 2-core
-      CPU it was faster for R3D-50's stem and slower for the tiny demo's (benchmarks/README.md).
+      blocks (conv.conv3d_space_to_depth): exact, same parameters; 3 colour channels fill
+      GEMM / tensor-core tiles badly. True, False or 'auto' (platform.default_stem_space_to_depth:
+      on for GPU, where it made the R3D-50 step 1.17-1.21x faster; off for CPU, where the tiny
+      demo step was 1.7x slower; off for TPU, unmeasured).
   """
   variant: str | BackboneSpec = "r3d50"
   dtype: Any = jnp.float32
@@ -241,7 +243,7 @@ class ResNet3D(nn.Module):
   bn_momentum: float = 0.9
   remat: bool = False
   zero_init_last: bool = True
-  stem_space_to_depth: bool = False
+  stem_space_to_depth: bool | str = "auto"
   bn_impl: str = "auto"
 
   @nn.compact
@@ -257,7 +259,7 @@ class ResNet3D(nn.Module):
 
     x = conv(spec.stem_width, spec.stem_kernel, strides=spec.stem_strides,
              padding=_fixed_pads(spec.stem_kernel, spec.padding),
-             space_to_depth=self.stem_space_to_depth,
+             space_to_depth=resolve_stem_space_to_depth(self.stem_space_to_depth),
              name="stem_conv")(x)
     x = norm(name="stem_bn", relu=True)(x)
     x = nn.max_pool(x, spec.pool_kernel, strides=spec.pool_strides,

@@ -27,7 +27,7 @@ class CorpModel(nn.Module):
   backbone: str = "r3d50"
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
-  stem_space_to_depth: bool = False
+  stem_space_to_depth: bool | str = "auto"
   bn_impl: str = "auto"
   remat: bool = False
   projection_hidden: Sequence[int] = (2048, 2048, 2048)
@@ -83,7 +83,7 @@ def model_from_config(model_cfg, num_classes: int) -> CorpModel:
       backbone=model_cfg.backbone,
       dtype=dtypes[model_cfg.dtype],
       conv_impl=model_cfg.conv_impl,
-      stem_space_to_depth=bool(model_cfg.get("stem_space_to_depth", False)),
+      stem_space_to_depth=model_cfg.get("stem_space_to_depth", False),
       bn_impl=model_cfg.get("bn_impl", "auto"),
       remat=model_cfg.remat,
       projection_hidden=tuple(model_cfg.projection_hidden),
