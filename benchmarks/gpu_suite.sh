@@ -9,18 +9,14 @@
 # under 10 s is skipped):
 #   1. environment: GPU, driver, jax / flax / optax / torch versions
 #   2. train_step.py R3D-50 16x224x224 bf16 CORP_f: PyTorch (torch.compile, channels_last_3d,
-#      bf16 autocast) first, then JAX with factorized convs (the GPU default) and the
-#      candidates: the hand-written BatchNorm backward (+fbn, corp_jax/models/batchnorm.py),
-#      the space-to-depth stem (+s2d), both; clips/s, model FLOPs, MFU, JAX/PyTorch
-#   3. profile_step.py CORP_f factorized: a jax.profiler trace, kernel time by category, the
-#      top instructions with their layer, time by stage, the roofline bounds beside them; the
-#      raw trace and optimised HLO kept (--keep) for re-reading with --from_kept
-#   4. hlo_check.py factorized: transposes / copies around the convs, bytes per category
-#   5. XLA:GPU command buffers (CUDA graphs) off, and on for every thunk kind (JAX alone)
-#   6. profile_step.py CORP_f native 3D convs, and 7. CORP_m factorized
-#   8. native convs with --xla_gpu_force_conv_nhwc (JAX alone)
-#   9. CORP_f factorized at a 3x larger per-device batch (JAX alone)
-#  10. train_step.py CORP_m: PyTorch, factorized, factorized+fbn
+#      bf16 autocast), then JAX 'auto' (the GPU defaults) and factorised convs with the same
+#      options; clips/s, model FLOPs, MFU, JAX/PyTorch
+#   3. the same for CORP_m (PyTorch and 'auto')
+#   4. profile_step.py CORP_f 'auto': kernel time by category, the top instructions with
+#      their layer, time by stage, the roofline beside them; trace and HLO kept (--keep)
+#   5. hlo_check.py 'auto': transposes / copies around the convs, bytes per category
+#   6. CORP_f 'auto' at a 3x larger per-device batch (JAX alone)
+#   7. profile_step.py CORP_m 'auto'
 # Everything but bench.log ends in $OUT/raw.tgz (the device tool returns at most 8 files).
 # Needs jax (CUDA), flax, optax, numpy, torch; no TensorFlow, no ml_collections.
 # The JAX persistent compilation cache is shared by the steps (same program, same flags).
@@ -82,44 +78,31 @@ print('jax', jax.__version__, jax.devices(), '| flax', flax.__version__, '| opta
       optax.__version__, '| torch', torch.__version__)"
 
 # Most important first: a later step that runs out of suite budget is skipped, not this one.
-step "train_step corp_f" 240 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_f --conv_impl factorized,factorized+fbn,factorized+s2d,factorized+fbn+s2d \
-  --torch_compile "$COMPILE" "${STEPS[@]}" --json "$OUT/train_step_corp_f.json"
+# 'auto' is the platform's default model (corp_jax/models/platform.py: on GPU native
+# channels-last convs, space-to-depth stem, fused BatchNorm); the others are references.
+step "train_step corp_f" 200 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
+  --objective corp_f --conv_impl auto,factorized+fbn+s2d --torch_compile "$COMPILE" \
+  "${STEPS[@]}" --json "$OUT/train_step_corp_f.json"
 cleanup
-step "profile_step corp_f factorized" 70 "$PY" benchmarks/profile_step.py --size "$SIZE" \
-  --dtype "$DTYPE" --objective corp_f --conv_impl factorized --steps 3 --warmup 3 --top 30 \
-  --json "$RAW/profile_corp_f_factorized.json" --keep "$RAW/profile_corp_f_factorized"
-step "hlo_check factorized" 40 "$PY" benchmarks/hlo_check.py --size "$SIZE" \
-  --dtype "$DTYPE" --conv_impl factorized --examples 3
-# XLA:GPU flags (read when the backend starts, so each is its own process; JAX alone, against
-# the PyTorch figure above): CUDA graphs (command buffers) off, and on for every kind of thunk
-# with no minimum graph size -- the gap between wall time and device busy time says which.
-step "train_step corp_f, command buffers off" 60 env XLA_FLAGS="--xla_gpu_enable_command_buffer=" \
-  "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
-  --conv_impl factorized --no_torch "${STEPS[@]}" --json "$RAW/train_step_cmdbuf_off.json"
-step "train_step corp_f, command buffers everywhere" 60 env \
-  XLA_FLAGS="--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN --xla_gpu_graph_min_graph_size=1" \
-  "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
-  --conv_impl factorized --no_torch "${STEPS[@]}" --json "$RAW/train_step_cmdbuf_all.json"
-step "profile_step corp_f native" 70 "$PY" benchmarks/profile_step.py --size "$SIZE" \
-  --dtype "$DTYPE" --objective corp_f --conv_impl native --steps 3 --warmup 3 --top 15 \
-  --json "$RAW/profile_corp_f_native.json" --keep "$RAW/profile_corp_f_native"
-step "profile_step corp_m factorized" 70 "$PY" benchmarks/profile_step.py --size "$SIZE" \
-  --dtype "$DTYPE" --objective corp_m --conv_impl factorized --steps 3 --warmup 3 --top 15 \
-  --json "$RAW/profile_corp_m_factorized.json" --keep "$RAW/profile_corp_m_factorized"
-if (( ! SMOKE )); then  # an XLA:GPU flag: meaningless on CPU
-  step "train_step corp_f native, force_conv_nhwc" 90 env XLA_FLAGS="--xla_gpu_force_conv_nhwc" \
-    "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
-    --conv_impl native --no_torch "${STEPS[@]}" --json "$RAW/train_step_native_nhwc.json"
-fi
+step "train_step corp_m" 170 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
+  --objective corp_m --conv_impl auto --torch_compile "$COMPILE" "${STEPS[@]}" \
+  --json "$RAW/train_step_corp_m.json"
+cleanup
+# XLA's command buffers (CUDA graphs) hide the kernels inside them from the trace: off here.
+step "profile_step corp_f auto" 70 env XLA_FLAGS="--xla_gpu_enable_command_buffer=" "$PY" \
+  benchmarks/profile_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
+  --conv_impl auto --steps 3 --warmup 3 --top 40 --json "$RAW/profile_corp_f_auto.json" \
+  --keep "$RAW/profile_corp_f_auto"
+step "hlo_check auto" 40 "$PY" benchmarks/hlo_check.py --size "$SIZE" --dtype "$DTYPE" \
+  --conv_impl auto --examples 3
 # Throughput at a larger per-device batch (JAX only): does a bigger step use the GPU better?
-step "train_step corp_f big batch" 50 "$PY" benchmarks/train_step.py --size "$SIZE" \
-  --dtype "$DTYPE" --objective corp_f --conv_impl factorized --no_torch "${STEPS[@]}" \
+step "train_step corp_f big batch" 90 "$PY" benchmarks/train_step.py --size "$SIZE" \
+  --dtype "$DTYPE" --objective corp_f --conv_impl auto --no_torch "${STEPS[@]}" \
   --batch "$BIG_BATCH" --json "$RAW/train_step_corp_f_big.json"
-step "train_step corp_m" 150 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
-  --objective corp_m --conv_impl factorized,factorized+fbn --torch_compile "$COMPILE" \
-  "${STEPS[@]}" --json "$RAW/train_step_corp_m.json"
-cleanup
+step "profile_step corp_m auto" 70 env XLA_FLAGS="--xla_gpu_enable_command_buffer=" "$PY" \
+  benchmarks/profile_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_m \
+  --conv_impl auto --steps 3 --warmup 3 --top 15 --json "$RAW/profile_corp_m_auto.json" \
+  --keep "$RAW/profile_corp_m_auto"
 
 # At most 8 files come back from the device machine: everything but the log goes in one archive.
 tar -C "$OUT" -czf "$OUT/raw.tgz" raw && rm -rf "$RAW"

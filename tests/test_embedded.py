@@ -203,3 +203,14 @@ def test_invalid_arguments_name_the_key(tmp_path):
     embedded.ensure_embedded_dataset(str(tmp_path), num_frames=1)
   with pytest.raises(ValueError, match="motion"):
     er.render_video(np.random.default_rng(0), 0, 8, 4, 32)
+
+
+def test_objects_partly_outside_the_frame_render():
+  """Objects whose window crosses the frame's edge (small frames make that common) render,
+  with the filled part inside the object's coverage."""
+  rng = np.random.default_rng(7)
+  for _ in range(6):
+    for motion in range(len(er.MOTION_NAMES)):
+      frames, info = er.render_video_with_info(rng, 0, motion, 6, 24)
+      assert frames.shape == (6, 24, 24, 3)
+      assert np.all(info["full_mask"] <= info["object_mask"] + 1e-6)

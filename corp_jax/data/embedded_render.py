@@ -228,7 +228,9 @@ def _draw_object(appearance, colour, state):
   marker_u = 0.72 if appearance == 3 else 0.45
   marker = np.clip(0.5 - (np.hypot(u - marker_u, v) - 0.2) * r, 0.0, 1.0)[..., None]
   body = (1.0 - marker) * body + marker * np.float32(0.06)
-  return body, coverage, full[..., 0], top, left
+  # `full` varies along y only ([L, B, 1]): give it the window's shape, so that the part of a
+  # window cut off at the frame's left edge slices it like `coverage`.
+  return body, coverage, np.broadcast_to(full[..., 0], coverage.shape), top, left
 
 
 def _window_slices(top, left, window, size):
