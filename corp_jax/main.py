@@ -80,9 +80,9 @@ def main(argv):
                            _PROCESS_ID.value, _LOCAL_DEVICES.value, _GPUS_PER_PROCESS.value)
   except ValueError as e:  # a flag or launcher setting the user can fix
     raise app.UsageError(str(e)) from None
-  from corp_jax import jobs  # pylint: disable=g-import-not-at-top
+  from corp_jax import dispatch  # pylint: disable=g-import-not-at-top
   with cli_errors.user_errors(_VERBOSE.value):
-    jobs.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
+    dispatch.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
 
 
 if __name__ == "__main__":
