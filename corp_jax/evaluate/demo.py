@@ -89,6 +89,9 @@ def run_embedded_linear_eval(pretrain_workdir: str, out_dir: str,
                        learning_rate=learning_rate, data_dir=data_dir,
                        embedded=dict(seed=seed, num_train=num_train, num_test=num_test,
                                      frame_size=frame_size, num_frames=num_frames))
+  # For the record in results.json: the functions below take the workdir and seed directly.
+  config.pretrain_workdir = pretrain_workdir
+  config.seed = seed
   data = job_lib.resolve_data(config, backbone.pretrain_config)
   from corp_jax.data import embedded  # pylint: disable=g-import-not-at-top
   from corp_jax.data import records  # pylint: disable=g-import-not-at-top
