@@ -4,7 +4,9 @@ TensorFlow's C++ runtime writes notices straight to file descriptor 2 while it i
 (the oneDNN notice, absl's "All log messages before absl::InitializeLog()" warning, CPU
 feature hints); the earliest come before TF_CPP_MIN_LOG_LEVEL is read, so only redirecting
 the descriptor keeps them off the console. TensorFlow stays imported lazily, where the data
-modules first need it; only that first import is redirected.
+modules first need it; only that first import is redirected (for its few seconds anything
+else written to stderr goes to the log too: the jobs import TensorFlow before their progress
+lines, which go to stdout anyway).
 
 Contract:
   `quiet_native_logging()` sets TF_CPP_MIN_LOG_LEVEL=1 (TensorFlow's and XLA's INFO lines
