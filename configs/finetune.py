@@ -10,18 +10,13 @@ Initial learning rate 0.2, otherwise as linear evaluation.
       --config.pretrain_workdir=/ckpt/corp_f_k400 \
       --config.data.train_pattern='/data/k400/k400_train-*' \
       --config.data.eval_pattern='/data/k400/k400_val-*' --workdir=/ckpt/corp_f_k400/ft1
+
+Defaults and presets: corp_jax/evaluate/config_defaults.py.
 """
 
-import importlib.util
-import os
-
-# Loaded by path: config files are read by ml_collections without a package context.
-_SPEC = importlib.util.spec_from_file_location(
-    "_corp_linear_eval_config", os.path.join(os.path.dirname(__file__), "linear_eval.py"))
-_LINEAR = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(_LINEAR)
-PRESETS = _LINEAR.PRESETS
+from corp_jax.evaluate.config_defaults import PRESETS  # pylint: disable=unused-import
+from corp_jax.evaluate.config_defaults import finetune_config
 
 
 def get_config(arg=None):
-  return _LINEAR.eval_config("finetune", arg)
+  return finetune_config(arg)

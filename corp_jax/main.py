@@ -2,6 +2,10 @@
 
 Parses flags, starts multi-host JAX if asked, and hands the locked config to the job the
 config names (`config.job`, default pretraining). Everything else lives in library code.
+
+The console shows the job's own progress: TensorFlow's and XLA's INFO lines are off, and
+what TensorFlow's runtime writes while first imported goes to WORKDIR/startup.log, with its
+ERROR lines still on the console (corp_jax/console.py).
 """
 
 from absl import app
@@ -10,6 +14,9 @@ from absl import logging
 from ml_collections import config_flags
 
 from corp_jax import cli_errors
+from corp_jax import console
+
+console.quiet_native_logging()  # read when TensorFlow and jaxlib load: before any import them
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a preset: configs/corp_f.py:k400",
@@ -84,10 +91,16 @@ def main(argv):
                            _PROCESS_ID.value, _LOCAL_DEVICES.value, _GPUS_PER_PROCESS.value)
   except ValueError as e:  # a flag or launcher setting the user can fix
     raise app.UsageError(str(e)) from None
-  from corp_jax import jobs  # pylint: disable=g-import-not-at-top
-  with cli_errors.user_errors(_VERBOSE.value):
-    jobs.run(_CONFIG.value, _WORKDIR.value or _default_workdir())
-
+  from corp_jax import dispatch  # pylint: disable=g-import-not-at-top
+  workdir = _WORKDIR.value or _default_workdir()
+  startup = console.StartupOutput(workdir)
+  startup.capture_first_import("tensorflow")  # imported later, by the data modules
+  try:
+    with cli_errors.user_errors(_VERBOSE.value):
+      dispatch.run(_CONFIG.value, workdir)
+  finally:
+    startup.stop()
+    startup.save()
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("config")

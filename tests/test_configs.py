@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from corp_jax.config_defaults import PRESETS
+from corp_jax.evaluate import config_defaults as eval_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
@@ -79,3 +80,20 @@ def test_config_defaults_and_objectives_import_without_tensorflow():
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("job", ["linear_eval", "finetune"])
+def test_evaluation_config_files_equal_the_package_defaults(job):
+  module = _load(os.path.join(ROOT, "configs", f"{job}.py"))
+  package_fn = getattr(eval_defaults, f"{job}_config")
+  assert tuple(module.PRESETS) == eval_defaults.PRESETS
+  for preset in eval_defaults.PRESETS:
+    from_file = module.get_config(preset or None).to_dict()
+    assert from_file == package_fn(preset or None).to_dict(), preset
+    assert from_file == eval_defaults.eval_config(job, preset).to_dict(), preset
+    assert from_file["job"] == job
+
+
+def test_unknown_evaluation_job_is_a_clear_error():
+  with pytest.raises(ValueError, match="job must be one of"):
+    eval_defaults.eval_config("pretrain", "")

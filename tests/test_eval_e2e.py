@@ -16,6 +16,7 @@ import pytest
 from corp_jax.evaluate import features as features_lib
 from corp_jax.evaluate import finetune as finetune_lib
 from corp_jax.evaluate import linear as linear_lib
+from corp_jax.evaluate import config_defaults as eval_config_defaults
 from corp_jax.evaluate import demo as demo_lib
 from corp_jax.evaluate import job as job_lib
 from corp_jax.train import checkpoint as ckpt_lib
@@ -24,16 +25,9 @@ from corp_jax.train import mesh as mesh_lib
 from corp_jax.train import model as model_lib
 from tests.train_helpers import apply_overrides, flat_params, tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _eval_config(job, **overrides):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path = os.path.join(ROOT, "configs", "finetune.py" if job == "finetune" else "linear_eval.py")
-  spec = importlib.util.spec_from_file_location(f"_test_{job}_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return apply_overrides(module.get_config("test"), **overrides)
+  return apply_overrides(eval_config_defaults.eval_config(job, "test"), **overrides)
 
 
 @pytest.fixture(scope="module")

@@ -250,6 +250,16 @@ def test_missing_pretrain_workdir_names_the_key(tmp_path):
     job_lib.run(finetune, str(tmp_path))
 
 
+def test_backbone_needs_every_model_key_of_the_pretraining_config():
+  model = {"backbone": "tiny", "dtype": "float32", "conv_impl": "native",
+           "stem_space_to_depth": False, "bn_impl": "auto", "bn_momentum": 0.9}
+  module = features_lib.backbone_module(ml_collections.ConfigDict(model))
+  assert (module.variant, module.conv_impl) == ("tiny", "native")
+  del model["bn_impl"]
+  with pytest.raises(ValueError, match=r"config.model lacks \['bn_impl'\]"):
+    features_lib.backbone_module(ml_collections.ConfigDict(model))
+
+
 def test_transfer_without_shard_patterns_names_the_key():
   config = _load_config("linear_eval", "ucf101")
   pre = ml_collections.ConfigDict({"data": {"clip_len": 16, "stride": 2, "crop_size": 224}})

@@ -2,14 +2,14 @@
 a GCS API server on 127.0.0.1 (tests/gcs_emulator.py). Every output lands in the store and
 nothing on local disk (no folder named 'gs:')."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
 from corp_jax import io_paths
-from corp_jax import jobs
+from corp_jax import dispatch
+from corp_jax.evaluate.config_defaults import linear_eval_config
 from corp_jax.train import checkpoint as ckpt_lib
 from tests.gcs_emulator import gcs_bucket, list_objects  # pylint: disable=unused-import
 from tests.train_helpers import apply_overrides, tiny_config
@@ -20,11 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _linear_eval_config(**overrides):
-  spec = importlib.util.spec_from_file_location(
-      "_uri_linear_eval_config", os.path.join(ROOT, "configs", "linear_eval.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return apply_overrides(module.get_config("test"), **overrides)
+  return apply_overrides(linear_eval_config("test"), **overrides)
 
 
 def _local_files(root) -> set:
@@ -37,13 +33,13 @@ def test_pretrain_and_linear_eval_in_a_gcs_workdir(gcs_bucket, tmp_path, monkeyp
   monkeypatch.chdir(run_dir)
   workdir = f"{gcs_bucket}/runs/corp_f"
   config = tiny_config("corp_f", steps=2, train__checkpoint_every=2, train__log_every=1)
-  summary = jobs.run(config, workdir + "/")
+  summary = dispatch.run(config, workdir + "/")
   assert summary["step"] == 2 and summary["workdir"] == workdir
   assert ckpt_lib.latest_step(workdir) == 2
 
   eval_dir = f"{workdir}/linear"
   # The input data (the embedded data set's local cache) stays local; outputs go to the store.
-  results = jobs.run(_linear_eval_config(pretrain_workdir=workdir), eval_dir)
+  results = dispatch.run(_linear_eval_config(pretrain_workdir=workdir), eval_dir)
   assert results["backbone_step"] == 2 and 0.0 <= results["top1"] <= 1.0
   assert results["pretrain_workdir"] == workdir
 
@@ -71,7 +67,7 @@ def test_pretrain_and_linear_eval_in_a_gcs_workdir(gcs_bucket, tmp_path, monkeyp
   assert len(views) >= 2, views
   io_paths.remove(f"{gcs_bucket}/{views[0]}")
   capsys.readouterr()
-  again = jobs.run(_linear_eval_config(pretrain_workdir=workdir), eval_dir)
+  again = dispatch.run(_linear_eval_config(pretrain_workdir=workdir), eval_dir)
   printed = capsys.readouterr().out
   assert f"{len(views) - 1} of {len(views)} file(s)" in printed, printed
   assert "training-view features read from the cache" in printed, printed

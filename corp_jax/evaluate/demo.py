@@ -27,6 +27,7 @@ from typing import Sequence
 import ml_collections
 
 from corp_jax import io_paths
+from corp_jax.evaluate import config_defaults
 from corp_jax.evaluate import features as features_lib
 from corp_jax.evaluate import job as job_lib
 from corp_jax.evaluate import knn
@@ -40,19 +41,17 @@ from corp_jax.train import mesh as mesh_lib
 def demo_config(*, num_clips: int, num_crops: int, train_passes: int, num_epochs: int,
                 batch_size: int, learning_rate: float, data_dir: str,
                 embedded: dict) -> ml_collections.ConfigDict:
-  """The linear_eval config of the demo (the keys job.py reads; see configs/linear_eval.py)."""
-  c = ml_collections.ConfigDict()
-  c.job = "linear_eval"
-  c.label_key = "clip/label/index"
-  c.cached_features = True
-  c.data = ml_collections.ConfigDict(dict(
-      source="embedded", cache_dir=data_dir, clip_len=0, stride=0, crop_size=0,
-      shuffle_buffer=512, **{f"embedded_{k}": v for k, v in embedded.items()}))
-  c.eval = ml_collections.ConfigDict(dict(num_clips=num_clips, num_crops=num_crops,
-                                          batch_size=16, feature_chunk=128))
-  c.cache = ml_collections.ConfigDict(dict(train_passes=train_passes))
-  c.optim = ml_collections.ConfigDict(dict(batch_size=batch_size, learning_rate=learning_rate,
-                                           momentum=0.9, num_epochs=num_epochs, num_steps=0))
+  """The linear_eval config of the embedded preset with the demo's settings."""
+  c = config_defaults.linear_eval_config()
+  c.data.cache_dir = data_dir
+  for key, value in embedded.items():
+    c.data[f"embedded_{key}"] = value
+  c.eval.num_clips = num_clips
+  c.eval.num_crops = num_crops
+  c.cache.train_passes = train_passes
+  c.optim.num_epochs = num_epochs
+  c.optim.batch_size = batch_size
+  c.optim.learning_rate = learning_rate
   return c
 
 
@@ -90,6 +89,9 @@ def run_embedded_linear_eval(pretrain_workdir: str, out_dir: str,
                        learning_rate=learning_rate, data_dir=data_dir,
                        embedded=dict(seed=seed, num_train=num_train, num_test=num_test,
                                      frame_size=frame_size, num_frames=num_frames))
+  # For the record in results.json: the functions below take the workdir and seed directly.
+  config.pretrain_workdir = pretrain_workdir
+  config.seed = seed
   data = job_lib.resolve_data(config, backbone.pretrain_config)
   from corp_jax.data import embedded  # pylint: disable=g-import-not-at-top
   from corp_jax.data import records  # pylint: disable=g-import-not-at-top

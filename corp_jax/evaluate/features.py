@@ -34,6 +34,9 @@ from corp_jax.train import checkpoint as ckpt_lib
 from corp_jax.train import mesh as mesh_lib
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# The keys of config.model that build the backbone (every pretraining config.json has them).
+_BACKBONE_KEYS = ("backbone", "dtype", "conv_impl", "stem_space_to_depth", "bn_impl",
+                  "bn_momentum")
 _STD_FLOOR = 1e-6
 
 
@@ -67,14 +70,18 @@ class FrozenBackbone:
 
 def backbone_module(model_cfg) -> ResNet3D:
   """The ResNet3D of a pretraining `config.model` (same names/attributes as CorpModel's)."""
+  missing = [key for key in _BACKBONE_KEYS if key not in model_cfg]
+  if missing:
+    raise ValueError(f"pretraining config.model lacks {missing}: its config.json was not "
+                     "written by this version of corp_jax; pretrain again (or add the keys "
+                     "with the values that run used)")
   if model_cfg.dtype not in _DTYPES:
     raise ValueError(f"pretraining config.model.dtype must be one of {sorted(_DTYPES)}, "
                      f"got {model_cfg.dtype!r}")
   return ResNet3D(variant=model_cfg.backbone, dtype=_DTYPES[model_cfg.dtype],
-                  conv_impl=model_cfg.get("conv_impl", "auto"),
-                  stem_space_to_depth=model_cfg.get("stem_space_to_depth", False),
-                  bn_impl=model_cfg.get("bn_impl", "auto"),
-                  bn_momentum=model_cfg.get("bn_momentum", 0.9))
+                  conv_impl=model_cfg.conv_impl,
+                  stem_space_to_depth=model_cfg.stem_space_to_depth,
+                  bn_impl=model_cfg.bn_impl, bn_momentum=model_cfg.bn_momentum)
 
 
 def restore_frozen_backbone(workdir: str, step: int | None = None) -> FrozenBackbone:

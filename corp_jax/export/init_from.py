@@ -81,7 +81,8 @@ def frozen_backbone(config):
   d = config.data
   pre = ml_collections.ConfigDict({
       "objective": "external",
-      "model": {"backbone": variant, "dtype": "float32", "conv_impl": "auto"},
+      "model": {"backbone": variant, "dtype": "float32", "conv_impl": "auto",
+                "stem_space_to_depth": "auto", "bn_impl": "auto", "bn_momentum": 0.9},
       "data": {key: int(d.get(key, 0) or CVRL_CLIP[key]) for key in CVRL_CLIP},
   })
   module = features_lib.backbone_module(pre.model)

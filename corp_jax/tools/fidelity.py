@@ -10,7 +10,7 @@ number of steps (`python -m corp_jax.main`, one subprocess per run, `--config.se
 `--override KEY=VALUE`s as `--config.KEY=VALUE`; a shard set adds
 `--config.data.source=tfrecord` and its training pattern), then probe the final backbone on
 every label family of the set (`corp_jax.tools.fidelity_probe`, a second subprocess: the
-linear probe of configs/linear_eval.py and a cosine k-NN probe, k = 20, on the same frozen
+linear probe of the linear_eval job and a cosine k-NN probe, k = 20, on the same frozen
 features). The same-video order accuracy at the end of pretraining is the mean of the
 `order_acc` lines of WORKDIR/metrics.jsonl over the last 10% of the steps (training batches).
 
@@ -37,6 +37,9 @@ import time
 import numpy as np
 
 from corp_jax.tools import fidelity_probe
+
+# The checkout whose configs/ the pretraining commands name (they run from its root).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 OBJECTIVES = ("simclr", "corp_f", "corp_m", "order_only")
 _PYTHON = sys.executable
@@ -116,7 +119,7 @@ def pretrain_overrides(args, manifest: dict, seed: int) -> list[str]:
 
 
 def pretrain_command(objective: str, preset: str, overrides: list[str], workdir: str) -> list:
-  config = os.path.join(fidelity_probe.REPO_ROOT, "configs", f"{objective}.py")
+  config = os.path.join(REPO_ROOT, "configs", f"{objective}.py")
   return ([_PYTHON, "-m", "corp_jax.main", f"--config={config}{':' + preset if preset else ''}",
            f"--workdir={workdir}"] + [f"--config.{o}" for o in overrides])
 
@@ -139,7 +142,7 @@ def _pretrain_in_process(objective: str, preset: str, overrides: list[str], work
     for p in parents:
       node = node[p]
     node[leaf] = _parse_value(value)  # the lock rejects unknown keys, as the flags do
-  loop.train_and_evaluate(config, workdir)
+  loop.pretrain(config, workdir)
 
 
 def _children_cpu_s() -> float:
@@ -152,7 +155,7 @@ def _run_logged(command: list, log_path: str) -> None:
     log.write(f"$ {' '.join(command)}\n")
     log.flush()
     code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
-                           cwd=fidelity_probe.REPO_ROOT)
+                           cwd=REPO_ROOT)
   if code != 0:
     raise RuntimeError(f"{command[2]} exited with status {code}; see {log_path}")
 

@@ -1,5 +1,5 @@
 """Probes one pretrained backbone on every label family of an evaluation set: the linear
-probe of configs/linear_eval.py and a k-NN probe, on one set of frozen features.
+probe of the linear_eval job and a k-NN probe, on one set of frozen features.
 
   python -m corp_jax.tools.fidelity_probe PRETRAIN_WORKDIR SET OUT_JSON [--linear_preset P]
 
@@ -8,9 +8,9 @@ SET is `embedded` (the pretraining run's embedded data set; families `appearance
 patterns, and per family its class names and the family class of every stored label).
 
 Contract: `probe(pretrain_workdir, set_spec, linear_preset='') -> dict` restores the latest
-backbone, resolves the data with the linear_eval config of `configs/linear_eval.py`
-(`linear_preset`; its defaults unchanged: frozen backbone and BatchNorm statistics,
-`cache.train_passes` augmented views per training video without colour or blur,
+backbone, resolves the data with the linear_eval config of `linear_preset`
+(corp_jax/evaluate/config_defaults.py; its defaults unchanged: frozen backbone and BatchNorm
+statistics, `cache.train_passes` augmented views per training video without colour or blur,
 `eval.num_clips` x `eval.num_crops` views per test video), extracts features once, and for
 each family
   linear  z-score with training statistics, linear classifier (SGD, momentum, half-cosine;
@@ -25,7 +25,6 @@ among test videos predicted inside their own reversal pair, the share given the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -39,20 +38,8 @@ from corp_jax.evaluate import knn as knn_lib
 from corp_jax.evaluate import reports
 from corp_jax.evaluate import subsets
 from corp_jax.evaluate import views
+from corp_jax.evaluate.config_defaults import linear_eval_config
 from corp_jax.train import mesh as mesh_lib
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def linear_eval_config(preset: str = ""):
-  """configs/linear_eval.py's config for `preset`, unlocked copy (loaded by path)."""
-  path = os.path.join(REPO_ROOT, "configs", "linear_eval.py")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: run from a checkout of the repository")
-  spec = importlib.util.spec_from_file_location("_corp_linear_eval_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.eval_config("linear_eval", preset)
 
 
 def read_set(set_spec: str) -> dict:

@@ -1,4 +1,4 @@
-"""The pretraining job: `train_and_evaluate(config, workdir)`.
+"""The pretraining job: `pretrain(config, workdir) -> (final TrainState, summary dict)`.
 
 Builds mesh, model, optimizer and input stream from the config; resumes from the latest
 checkpoint in the workdir (exactly: the input stream restarts at the restored step); runs
@@ -63,13 +63,9 @@ def _knn_monitor(config):
   return knn_monitor.KnnMonitor(config)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs (or resumes) pretraining; returns a summary dict (also in WORKDIR/summary.json)."""
-  return pretrain(config, workdir)[1]
-
-
 def pretrain(config, workdir: str):
-  """Runs (or resumes) pretraining; returns (final TrainState, summary dict)."""
+  """Runs (or resumes) pretraining; returns (final TrainState, summary dict); the summary is
+  also written to WORKDIR/summary.json."""
   with ckpt_lib.ClosingManagers() as managers:
     return _pretrain(config, workdir, managers)
 

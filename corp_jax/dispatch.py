@@ -1,5 +1,7 @@
 """Dispatches a config to its job: pretraining (default) or an evaluation job.
 
+`run(config, workdir)` is what `python -m corp_jax.main` calls.
+
 A config may carry `job` ('pretrain', 'linear_eval', 'finetune'); pretraining configs have
 none. Evaluation jobs are imported only when used.
 """
@@ -11,7 +13,7 @@ def run(config, workdir: str):
   job = config.get("job", "pretrain")
   if job == "pretrain":
     from corp_jax.train import loop  # pylint: disable=g-import-not-at-top
-    summary = loop.train_and_evaluate(config, workdir)
+    _, summary = loop.pretrain(config, workdir)
     _print_pretrain_summary(summary)
     if (config.get("eval_after_pretrain", False) and config.data.source == "embedded"
         and not summary["preempted"]):
