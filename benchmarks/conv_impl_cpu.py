@@ -7,21 +7,16 @@ with each implementation, all in the same run. The CPU default of `conv_impl='au
 (corp_jax.models.conv.default_conv_impl) is based on these numbers.
 
 Usage:
-  JAX_PLATFORMS=cpu python benchmarks/conv_impl_cpu.py [--repeats 3] [--variant tiny]
+  JAX_PLATFORMS=cpu python -m benchmarks.conv_impl_cpu [--repeats 3] [--variant tiny]
       [--batch 8] [--frames 8] [--size 32]
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 
-# Run as a plain script from anywhere: make the repository root importable.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import jax.numpy as jnp
 
 from corp_jax.models.conv import conv3d_factorized, conv3d_native, explicit_padding

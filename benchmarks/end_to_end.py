@@ -19,20 +19,16 @@ Needs TensorFlow and ml_collections (the input pipeline and the config), so it r
 data pipeline runs; benchmarks/train_step.py measures the step alone without them.
 
 Usage:
-  python benchmarks/end_to_end.py --objective corp_f --steps 20
-  python benchmarks/end_to_end.py --preset test --batch 8 --accel_aug off,on
+  python -m benchmarks.end_to_end --objective corp_f --steps 20
+  python -m benchmarks.end_to_end --preset test --batch 8 --accel_aug off,on
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 
 from corp_jax import config_defaults
 from corp_jax.train import inputs as inputs_lib
@@ -41,7 +37,7 @@ from corp_jax.train import model as model_lib
 from corp_jax.train import objectives as objectives_lib
 from corp_jax.train import optim as optim_lib
 from corp_jax.train import step as step_lib
-from benchmarks.step_builder import create_state
+from benchmarks.lib.step_builder import create_state
 
 
 def build(config, num_devices: int):

@@ -80,27 +80,27 @@ print('jax', jax.__version__, jax.devices(), '| flax', flax.__version__, '| opta
 # Most important first: a later step that runs out of suite budget is skipped, not this one.
 # 'auto' is the platform's default model (corp_jax/models/platform.py: on GPU native
 # channels-last convs, space-to-depth stem, fused BatchNorm); the others are references.
-step "train_step corp_f" 200 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
+step "train_step corp_f" 200 "$PY" -m benchmarks.train_step --size "$SIZE" --dtype "$DTYPE" \
   --objective corp_f --conv_impl auto,factorized+fbn+s2d --torch_compile "$COMPILE" \
   "${STEPS[@]}" --json "$OUT/train_step_corp_f.json"
 cleanup
-step "train_step corp_m" 170 "$PY" benchmarks/train_step.py --size "$SIZE" --dtype "$DTYPE" \
+step "train_step corp_m" 170 "$PY" -m benchmarks.train_step --size "$SIZE" --dtype "$DTYPE" \
   --objective corp_m --conv_impl auto --torch_compile "$COMPILE" "${STEPS[@]}" \
   --json "$RAW/train_step_corp_m.json"
 cleanup
 # XLA's command buffers (CUDA graphs) hide the kernels inside them from the trace: off here.
 step "profile_step corp_f auto" 70 env XLA_FLAGS="--xla_gpu_enable_command_buffer=" "$PY" \
-  benchmarks/profile_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
+  -m benchmarks.profile_step --size "$SIZE" --dtype "$DTYPE" --objective corp_f \
   --conv_impl auto --steps 3 --warmup 3 --top 40 --json "$RAW/profile_corp_f_auto.json" \
   --keep "$RAW/profile_corp_f_auto"
-step "hlo_check auto" 40 "$PY" benchmarks/hlo_check.py --size "$SIZE" --dtype "$DTYPE" \
+step "hlo_check auto" 40 "$PY" -m benchmarks.hlo_check --size "$SIZE" --dtype "$DTYPE" \
   --conv_impl auto --examples 3
 # Throughput at a larger per-device batch (JAX only): does a bigger step use the GPU better?
-step "train_step corp_f big batch" 90 "$PY" benchmarks/train_step.py --size "$SIZE" \
+step "train_step corp_f big batch" 90 "$PY" -m benchmarks.train_step --size "$SIZE" \
   --dtype "$DTYPE" --objective corp_f --conv_impl auto --no_torch "${STEPS[@]}" \
   --batch "$BIG_BATCH" --json "$RAW/train_step_corp_f_big.json"
 step "profile_step corp_m auto" 70 env XLA_FLAGS="--xla_gpu_enable_command_buffer=" "$PY" \
-  benchmarks/profile_step.py --size "$SIZE" --dtype "$DTYPE" --objective corp_m \
+  -m benchmarks.profile_step --size "$SIZE" --dtype "$DTYPE" --objective corp_m \
   --conv_impl auto --steps 3 --warmup 3 --top 15 --json "$RAW/profile_corp_m_auto.json" \
   --keep "$RAW/profile_corp_m_auto"
 

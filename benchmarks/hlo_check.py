@@ -1,6 +1,6 @@
 """Counts layout transposes / copies next to the convolutions of the compiled train step.
 
-Compiles the real CORP train step (benchmarks/step_builder.py) for a size, dtype and
+Compiles the real CORP train step (benchmarks/lib/step_builder.py) for a size, dtype and
 conv implementation, reads the optimised HLO (`compiled.as_text()`) and prints:
   * the convolutions: plain `convolution` ops, cuDNN `custom-call`s whose target names a conv,
     and fusions that contain a convolution; with a histogram of their `dim_labels` (the layout
@@ -24,8 +24,8 @@ lowers convolutions to its own (Eigen / oneDNN) kernels; the figures are reporte
 information. The XLA_FLAGS in effect are printed.
 
 Usage:
-  python benchmarks/hlo_check.py --size r3d50 --dtype bfloat16 --conv_impl native
-  python benchmarks/hlo_check.py --size cpu --conv_impl factorized --examples 5
+  python -m benchmarks.hlo_check --size r3d50 --dtype bfloat16 --conv_impl native
+  python -m benchmarks.hlo_check --size cpu --conv_impl factorized --examples 5
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ import os
 import pathlib
 import re
 import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 CATEGORIES = ("convolution", "matmul", "data_movement", "reduction", "elementwise")
 # The categories that are memory traffic between the convolutions (BatchNorm, ReLU, adds, ...).
@@ -270,7 +268,7 @@ def analyse(text: str, examples: int = 3) -> dict:
 
 
 def parse_args(argv=None):
-  from benchmarks.step_builder import SIZES  # pylint: disable=g-import-not-at-top
+  from benchmarks.lib.step_builder import SIZES  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--size", choices=sorted(SIZES), default="cpu")
   p.add_argument("--objective", choices=("corp_f", "corp_m"), default="corp_f")
@@ -298,7 +296,7 @@ def main(argv=None) -> dict:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_force_conv_nhwc"
                                ).strip()
   import jax  # pylint: disable=g-import-not-at-top
-  from benchmarks import step_builder as ts  # pylint: disable=g-import-not-at-top
+  from benchmarks.lib import step_builder as ts  # pylint: disable=g-import-not-at-top
 
   size = ts.SIZES[args.size]
   batch = ts.batch_size(size, args.objective, args.batch)
@@ -340,7 +338,8 @@ def main(argv=None) -> dict:
 def traffic_lines(totals: dict, device_kind: str, size: dict, objective: str, batch: int,
                   dtype: str) -> list:
   """The per-category bytes, their time at the device's bandwidth and the roofline minimum."""
-  from benchmarks import roofline, step_builder  # pylint: disable=g-import-not-at-top
+  from benchmarks import roofline  # pylint: disable=g-import-not-at-top
+  from benchmarks.lib import step_builder  # pylint: disable=g-import-not-at-top
   device = roofline.find_device(device_kind)
   bandwidth = roofline.DEVICES[device].bandwidth_tb_s * 1e12 if device else None
   at = lambda b: f", {b / bandwidth * 1e3:.1f} ms at {device}'s {bandwidth / 1e12:g} TB/s" \

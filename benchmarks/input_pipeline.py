@@ -32,20 +32,17 @@ pooling allocator), which removes that cost from every figure, the bound include
 `--compare` also prints how far 'linear' is from 'cvrl' for equal parameters (mean and 99th
 percentile of |difference| over pixels, on the synthetic clips, in units of the [0, 1] range).
 
-Usage:  python benchmarks/input_pipeline.py --threads 1 --seconds 10 [--compare]
+Usage:  python -m benchmarks.input_pipeline --threads 1 --seconds 10 [--compare]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
 def _parse_args(argv=None):

@@ -18,8 +18,8 @@ For R3D-50 on an H100/H200 it also prints benchmarks/roofline.py's bounds next t
 convolution and non-convolution times, so the gap to each bound is visible.
 
 Usage:
-  python benchmarks/profile_step.py --size r3d50 --dtype bfloat16 --conv_impl factorized
-  python benchmarks/profile_step.py --size smoke --steps 2 --top 5          # CPU check
+  python -m benchmarks.profile_step --size r3d50 --dtype bfloat16 --conv_impl factorized
+  python -m benchmarks.profile_step --size smoke --steps 2 --top 5          # CPU check
 """
 
 from __future__ import annotations
@@ -33,18 +33,16 @@ import os
 import pathlib
 import re
 import shutil
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # pylint: disable=g-import-not-at-top
 
 from benchmarks import hlo_check
 from benchmarks import roofline
-from benchmarks import step_builder
+from benchmarks.lib import step_builder
 
 CATEGORIES = hlo_check.CATEGORIES + ("unmapped",)
 

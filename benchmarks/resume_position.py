@@ -19,7 +19,7 @@ bytes are this process's read bytes (`rchar` of /proc/self/io: every read(), pag
 included), seconds are wall time. The files were just written, so they come from the page
 cache: a network file system or bucket makes the old method slower still, per byte.
 
-Usage:  python benchmarks/resume_position.py [--shards 200 --records 40 --record_kb 32]
+Usage:  python -m benchmarks.resume_position [--shards 200 --records 40 --record_kb 32]
 """
 
 from __future__ import annotations
@@ -27,11 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _read_bytes() -> int:

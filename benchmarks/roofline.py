@@ -31,8 +31,8 @@ override them (e.g. 790 TFLOP/s, the bf16 matmul ceiling measured on an
 H100/H200, docs/DESIGN_NOTES.md).
 
 Usage:
-  python benchmarks/roofline.py                      # R3D-50 16x224^2 bf16, 32 clips, H100+H200
-  python benchmarks/roofline.py --device H200 --measured 'jax=59.9,torch=53.4' --per_stage
+  python -m benchmarks.roofline                      # R3D-50 16x224^2 bf16, 32 clips, H100+H200
+  python -m benchmarks.roofline --device H200 --measured 'jax=59.9,torch=53.4' --per_stage
 """
 
 from __future__ import annotations
@@ -40,12 +40,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from corp_jax.models import resnet3d  # pylint: disable=g-import-not-at-top
+from corp_jax.models import resnet3d
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 

@@ -5,7 +5,7 @@ timed steps after warm-up, each step synchronised with block_until_ready), XLA's
 per clip (`compiled.cost_analysis()`), the model FLOPs per clip (cost analysis of the
 unoptimised HLO of the step without remat, i.e. what the model needs, not what remat recomputes)
 and the model FLOPs utilisation (MFU) = model FLOPs / step time / device peak. Then the same step
-in PyTorch (benchmarks/torch_r3d.py: same architecture, batch and shapes, on the same device)
+in PyTorch (benchmarks/lib/torch_r3d.py: same architecture, batch and shapes, on the same device)
 and the ratio JAX clips/s / PyTorch clips/s.
 
 Device peaks (dense, per device; `--peak_tflops` overrides): H100/H200 SXM 989 bf16 / 495 TF32
@@ -27,9 +27,9 @@ and prints the largest batch that ran, with and without remat.
 Needs jax, flax, optax, numpy (torch for the comparison); no TensorFlow, no ml_collections.
 
 Usage:
-  python benchmarks/train_step.py --size cpu --conv_impl native,factorized
-  python benchmarks/train_step.py --size r3d50 --dtype bfloat16 --objective corp_f,corp_m
-  python benchmarks/train_step.py --size r3d50 --dtype bfloat16 --find_max_batch
+  python -m benchmarks.train_step --size cpu --conv_impl native,factorized
+  python -m benchmarks.train_step --size r3d50 --dtype bfloat16 --objective corp_f,corp_m
+  python -m benchmarks.train_step --size r3d50 --dtype bfloat16 --find_max_batch
 """
 
 from __future__ import annotations
@@ -38,12 +38,9 @@ import argparse
 import gc
 import json
 import os
-import pathlib
 import statistics
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # On a GPU PyTorch runs first in the same process: JAX must not grab most of the device memory
 # when it initialises. Set before JAX's first use; an explicit setting wins.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -51,8 +48,8 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 
-from benchmarks.step_builder import (NUM_CLIPS, SIZES, batch_size, build_jax_bench,
-                                     parse_variant)
+from benchmarks.lib.step_builder import (NUM_CLIPS, SIZES, batch_size, build_jax_bench,
+                                         parse_variant)
 
 # (device_kind substring, {dtype: dense TFLOP/s}); the first match wins.
 PEAK_TFLOPS = (
@@ -94,7 +91,7 @@ def torch_workers(size: dict, objective: str, args, per_device_batch: int) -> li
   [] with a printed reason when PyTorch cannot run there."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
-    from benchmarks import torch_r3d  # pylint: disable=g-import-not-at-top
+    from benchmarks.lib import torch_r3d  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     print(f"  PyTorch unavailable ({e})")
     return []

@@ -8,14 +8,10 @@ reference, HLO analysis) and return sane figures. One device of the test mesh; t
 
 import importlib.util
 import math
-import pathlib
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `benchmarks` importable
-
-from benchmarks import hlo_check, train_step  # pylint: disable=g-import-not-at-top
+from benchmarks import hlo_check, train_step
 
 
 @pytest.mark.slow

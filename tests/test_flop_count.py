@@ -1,7 +1,4 @@
-"""benchmarks/flop_count.py against hand-counted multiply-adds and XLA's CPU cost analysis."""
-
-import pathlib
-import sys
+"""benchmarks/lib/flop_count.py against hand-counted multiply-adds and XLA's CPU cost analysis."""
 
 import jax
 import jax.numpy as jnp
@@ -9,10 +6,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `benchmarks` importable
-
-from benchmarks import flop_count  # pylint: disable=g-import-not-at-top
-from corp_jax.models.conv import Conv3D  # pylint: disable=g-import-not-at-top
+from benchmarks.lib import flop_count
+from corp_jax.models.conv import Conv3D
 
 
 def _conv(x, k, padding="VALID", groups=1, strides=(1, 1)):
@@ -73,7 +68,7 @@ def test_every_conv_impl_counts_the_same_work(kernel, strides):
 
 
 def test_model_train_flops_is_three_forward_passes():
-  from benchmarks import step_builder  # pylint: disable=g-import-not-at-top
+  from benchmarks.lib import step_builder  # pylint: disable=g-import-not-at-top
   size = step_builder.SIZES["smoke"]
   model = step_builder.make_model(size, "corp_f", "float32", "native", remat=False)
   clips = jax.ShapeDtypeStruct((2, size["clip_len"], size["crop"], size["crop"], 3), jnp.float32)

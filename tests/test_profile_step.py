@@ -1,15 +1,10 @@
 """benchmarks/profile_step.py and hlo_check's categories / traffic: interval arithmetic, HLO
 categories and bytes on a hand-written module, and one traced CPU step."""
 
-import pathlib
-import sys
-
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `benchmarks` importable
-
-from benchmarks import hlo_check  # pylint: disable=g-import-not-at-top
-from benchmarks import profile_step  # pylint: disable=g-import-not-at-top
+from benchmarks import hlo_check
+from benchmarks import profile_step
 
 _HLO = """HloModule jit_step, entry_computation_layout={()}
 
@@ -97,7 +92,7 @@ def test_traces_one_cpu_step(tmp_path):
 
 def test_roofline_and_traffic_lines_for_an_h200():
   """The GPU-only report lines, fed figures by hand (they run only on a GPU otherwise)."""
-  from benchmarks import step_builder  # pylint: disable=g-import-not-at-top
+  from benchmarks.lib import step_builder  # pylint: disable=g-import-not-at-top
   summary = {"categories": {"convolution": 30.0, "matmul": 0.5, "data_movement": 5.0,
                             "reduction": 10.0, "elementwise": 14.0, "unmapped": 0.0}}
   lines = profile_step.roofline_lines("NVIDIA H200", "r3d50", "corp_f", "bfloat16", 16, summary)

@@ -94,8 +94,6 @@ def test_counts_from_metadata_when_data_prep_wrote_them(files):
 
 
 def test_resume_benchmark_reads_a_window_where_skipping_reads_the_epoch(tmp_path):
-  import sys
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from benchmarks import resume_position  # pylint: disable=g-import-not-at-top
   result = resume_position.main([
       "--shards", "24", "--records", "12", "--record_kb", "16", "--processes", "2",

@@ -1,19 +1,15 @@
 """benchmarks/roofline.py: its conv table against the model's jaxpr, its arithmetic by hand."""
 
 import math
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `benchmarks` importable
-
-from benchmarks import flop_count  # pylint: disable=g-import-not-at-top
-from benchmarks import roofline  # pylint: disable=g-import-not-at-top
-from corp_jax.models import resnet3d  # pylint: disable=g-import-not-at-top
-from corp_jax.models.resnet3d import ResNet3D  # pylint: disable=g-import-not-at-top
+from benchmarks import roofline
+from benchmarks.lib import flop_count
+from corp_jax.models import resnet3d
+from corp_jax.models.resnet3d import ResNet3D
 
 
 def _jaxpr_convs(variant, clip_len, crop):

@@ -19,7 +19,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from benchmarks import flop_count
+from benchmarks.lib import flop_count
 from corp_jax.models import platform
 from corp_jax.models.conv import CONV_IMPLS
 from corp_jax.train import mesh as mesh_lib
