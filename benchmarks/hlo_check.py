@@ -17,9 +17,9 @@ conv implementation, reads the optimised HLO (`compiled.as_text()`) and prints:
     are put in categories by `categorize` (convolution, matmul, data_movement, reduction,
     elementwise), the same ones benchmarks/profile_step.py times.
 `--hlo FILE` analyses a saved optimised HLO text (e.g. one dumped on a GPU) without compiling.
-On a GPU the goal is no layout transposes around the 3D convolutions; `--force_conv_nhwc` adds
-`--xla_gpu_force_conv_nhwc` to XLA_FLAGS (it must be set before JAX starts, so it only works when
-this script is the program, not via `main()` in a process that already uses JAX). On CPU XLA
+On a GPU the goal is no layout transposes around the 3D convolutions. The step is compiled with
+corp_jax's per-platform XLA flags (`corp_jax.models.platform.configure_xla_flags`: channels-last
+convs on GPU); `XLA_FLAGS=--xla_gpu_force_conv_nhwc=false` compiles without. On CPU XLA
 lowers convolutions to its own (Eigen / oneDNN) kernels; the figures are reported for
 information. The XLA_FLAGS in effect are printed.
 
@@ -36,7 +36,6 @@ import math
 import os
 import pathlib
 import re
-import sys
 
 CATEGORIES = ("convolution", "matmul", "data_movement", "reduction", "elementwise")
 # The categories that are memory traffic between the convolutions (BatchNorm, ReLU, adds, ...).
@@ -278,8 +277,6 @@ def parse_args(argv=None):
   p.add_argument("--remat", action="store_true")
   p.add_argument("--batch", type=int, default=0)
   p.add_argument("--examples", type=int, default=3)
-  p.add_argument("--force_conv_nhwc", action="store_true",
-                 help="append --xla_gpu_force_conv_nhwc to XLA_FLAGS (GPU only)")
   p.add_argument("--dump", default="", help="write the optimised HLO text to this file")
   p.add_argument("--hlo", default="", help="analyse this saved optimised HLO text instead of "
                                           "compiling (--size/--dtype/--batch still set the "
@@ -290,11 +287,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  if args.force_conv_nhwc:
-    if "jax" in sys.modules:
-      print("warning: JAX is already imported in this process; --force_conv_nhwc may not apply")
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_force_conv_nhwc"
-                               ).strip()
   import jax  # pylint: disable=g-import-not-at-top
   from benchmarks.lib import step_builder as ts  # pylint: disable=g-import-not-at-top
 
