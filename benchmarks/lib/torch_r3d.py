@@ -20,7 +20,9 @@ the two step times compare like with like. The heads are written from the paper:
 Losses: CORP_f = InfoNCE over 2B clips (tau) + 2-way order CE on the positive pairs, summed over
 both directions and divided by B (Eq. 6); CORP_m = 3-way (P1 different video / P2 / P3) CE over
 all ordered clip pairs within groups of g videos, weighted by how many video pairs contain each
-clip pair, mean over video pairs (Sec. 3.2).
+clip pair, mean over video pairs (Sec. 3.2). Both are vectorised for speed and equal the
+loop-based re-derivation the parity checks use (corp_jax/tools/torch_reference.py;
+tests/test_torch_step_losses.py).
 The optimizer is SGD with momentum (torch has no LARS; LARS adds one norm per parameter tensor,
 negligible next to the convolutions). Speed practice: channels_last_3d memory format, bfloat16
 autocast when asked, cudnn.benchmark, and torch.compile when asked.
