@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from corp_jax import config_defaults
 from corp_jax.evaluate import compare
 from corp_jax.evaluate import features as features_lib
 from corp_jax.evaluate import job as job_lib
@@ -262,7 +263,7 @@ def test_backbone_needs_every_model_key_of_the_pretraining_config():
 
 def test_transfer_without_shard_patterns_names_the_key():
   config = _load_config("linear_eval", "ucf101")
-  pre = ml_collections.ConfigDict({"data": {"clip_len": 16, "stride": 2, "crop_size": 224}})
+  pre = config_defaults.pretrain_config("corp_f", "k400")  # clip_len 16, stride 2, crop 224
   with pytest.raises(ValueError, match="config.data.train_pattern is required"):
     job_lib.resolve_data(config, pre)
   with config.unlocked():

@@ -42,9 +42,9 @@ def test_augment_config_from_the_data_config():
   assert cfg.crop_area_range == (0.4, 1.0) and cfg.blur_prob == 0.25
   assert cfg.brightness == cfg.contrast == cfg.saturation == 0.5 and cfg.hue == 0.1
   assert cfg.color_mode == "linear" and cfg.flip_prob == data.aug_flip_prob
-  # A pretraining config.json without the aug_* keys: CVRL's distribution.
-  assert from_config.augment_config(ml_collections.ConfigDict({"clip_len": 8})) == (
-      AugmentConfig())
+  # A config.json without the aug_* keys is not this version's: a clear error naming them.
+  with pytest.raises(ValueError, match="aug_crop_area_min"):
+    from_config.augment_config(ml_collections.ConfigDict({"clip_len": 8}))
 
 
 def test_cache_directories(monkeypatch, tmp_path):

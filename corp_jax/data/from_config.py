@@ -7,8 +7,8 @@ Contract:
   `embedded_cache_dir(*cache_dirs)`: where the embedded data set lives: the first non-empty
       of `cache_dirs` (e.g. the evaluation's, then its pretraining run's `cache_dir`), else
       <default cache>/embedded.
-  `augment_config(data)`: `config.data.aug_*` -> `AugmentConfig`; a `data` without the
-      `aug_*` keys gives CVRL's distribution (`AugmentConfig()`).
+  `augment_config(data)`: `config.data.aug_*` -> `AugmentConfig`; ValueError naming the
+      missing keys for a `data` without them.
 """
 
 from __future__ import annotations
@@ -31,15 +31,20 @@ def embedded_cache_dir(*cache_dirs: str) -> str:
   return os.path.join(default_cache_dir(), "embedded")
 
 
+_AUG_KEYS = ("aug_crop_area_min", "aug_flip_prob", "aug_color_jitter_prob", "aug_color_strength",
+             "aug_grayscale_prob", "aug_blur_prob", "aug_color_mode")
+
+
 def augment_config(data) -> AugmentConfig:
-  """`config.data.aug_*` -> the pipeline's AugmentConfig (CVRL's distribution by default)."""
-  if "aug_crop_area_min" not in data:
-    return AugmentConfig()
+  """`config.data.aug_*` -> the pipeline's AugmentConfig."""
+  missing = [key for key in _AUG_KEYS if key not in data]
+  if missing:
+    raise ValueError(f"config.data lacks {missing}: a pretraining config.json written by this "
+                     "version of corp_jax has them (pretrain again, or add the values that run "
+                     "used)")
   return AugmentConfig(
       crop_area_range=(data.aug_crop_area_min, 1.0), flip_prob=data.aug_flip_prob,
       color_jitter_prob=data.aug_color_jitter_prob, brightness=data.aug_color_strength,
       contrast=data.aug_color_strength, saturation=data.aug_color_strength,
       hue=0.2 * data.aug_color_strength, grayscale_prob=data.aug_grayscale_prob,
-      blur_prob=data.aug_blur_prob,
-      # A config without the key (an older config.json) means CVRL's colour ops.
-      color_mode=getattr(data, "aug_color_mode", "cvrl"))
+      blur_prob=data.aug_blur_prob, color_mode=data.aug_color_mode)
