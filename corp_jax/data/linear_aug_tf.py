@@ -23,9 +23,9 @@ pass timed alone; the whole: ~3.5-4 ms without blur or flip, ~5 with flip, ~12-1
   plain variant): a data-dependent select computes both, and a separate reverse costs a
   whole extra pass (tf.reverse along W of [T, H, W, 3] alone is ~5.7 ms). Each pass is its
   own compiled function: XLA fusing the padding into the taps, or the channel-mixing colour
-  map into the vertical taps, recomputes the producer per consumer and runs 2-3x slower (the
-  previous arrangement, vertical taps + flip + colour in one pass, cost ~22 ms per clip with
-  blur, ~6.5 without). Frames are viewed as [T, H, W * 3] so that taps are shifts along a
+  map into the vertical taps, recomputes the producer per consumer and runs 2-3x slower
+  (vertical taps + flip + colour in one pass measured ~22 ms per clip with blur, ~6.5
+  without). Frames are viewed as [T, H, W * 3] so that taps are shifts along a
   long contiguous axis (XLA vectorises those, not loops over a size-3 minor axis); the
   final [T, H, W, 3] view is a reshape outside XLA (a clip inside XLA on the 4-D view costs
   ~3 ms more).
