@@ -48,6 +48,9 @@ def test_clip_overlap_at_the_demo_stride():
   short = fidelity.clip_overlap(40, 8, 3, 2, draws=200)
   assert short["share"] == 1.0 and short["min_gap"] >= 8 and short["span"] == 22
   assert fidelity.clip_overlap(120, 8, 3, 4, draws=200)["share"] == 0.0
+  # config.data.min_start_gap >= the clip span (22 frames) keeps clips apart on short videos too.
+  assert fidelity.clip_overlap(64, 8, 3, 2, draws=200)["share"] > 0.0
+  assert fidelity.clip_overlap(64, 8, 3, 2, draws=200, min_gap=22)["share"] == 0.0
 
 
 def test_direction_accuracy_counts_only_choices_inside_the_pair():

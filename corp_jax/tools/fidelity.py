@@ -66,20 +66,21 @@ def order_accuracy_at_end(workdir: str, fraction: float = 0.1) -> float | None:
 
 
 def clip_overlap(num_frames: int, clip_len: int, stride: int, num_clips: int,
-                 draws: int = 2000) -> dict:
+                 draws: int = 2000, min_gap: int = 0) -> dict:
   """How often two clips of one video share frames under the training sampler (Eq. 3).
 
   Returns {'share': fraction of same-video clip pairs whose frame spans overlap, 'min_gap',
   'median_gap': start distances in frames, 'span': frames one clip covers}. When clips
   overlap, "the end of one looks like the start of the other" orders them without any sense
-  of direction.
+  of direction. `min_gap`: `config.data.min_start_gap`.
   """
   from corp_jax.data import sampling  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   span = (clip_len - 1) * stride + 1
   gaps = []
   for _ in range(draws):
-    starts = sampling.sample_clip_starts(rng, num_frames, clip_len, stride, num_clips)
+    starts = sampling.sample_clip_starts(rng, num_frames, clip_len, stride, num_clips,
+                                         min_gap=min_gap)
     gaps += [abs(int(a) - int(b)) for i, a in enumerate(starts) for b in starts[i + 1:]]
   gaps = np.asarray(gaps)
   return {"share": float(np.mean(gaps < span)), "min_gap": int(gaps.min()),
@@ -98,7 +99,7 @@ def run_clip_overlap(run_dir: str, manifest: dict) -> dict | None:
   if not frames:
     return None
   return clip_overlap(int(frames), data["clip_len"], data["stride"], data["num_clips"],
-                      draws=500)
+                      draws=500, min_gap=int(data.get("min_start_gap", 0)))
 
 
 def _finished_steps(workdir: str) -> int:
