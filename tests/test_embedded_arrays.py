@@ -204,6 +204,8 @@ def test_options_reverse_shuffle_and_uint8(sets):
                                               **args))
   shuffled = next(array_stream.train_batches(split, output_uint8=True, shuffle_frames=True,
                                              **args))
+  flipped = next(array_stream.train_batches(split, output_uint8=True, flip_prob=1.0, **args))
+  np.testing.assert_array_equal(flipped["clips"], plain["clips"][:, :, :, :, ::-1])
   assert plain["clips"].dtype == np.uint8
   np.testing.assert_array_equal(plain["starts"], backwards["starts"])
   for row, video in enumerate(plain["video_id"]):
@@ -231,6 +233,23 @@ def test_array_source_refuses_random_crops_and_augments_on_the_accelerator():
     config.data.aug_crop_area_min = 0.3
   with pytest.raises(ValueError, match="aug_crop_area_min"):
     inputs.validate_data_config(config.data)
+
+
+def test_arrays_source_is_for_the_embedded_set_only(tmp_path, capsys):
+  from corp_jax.tools import fidelity  # pylint: disable=g-import-not-at-top
+  from corp_jax.tools import fidelity_probe  # pylint: disable=g-import-not-at-top
+  args = fidelity.build_parser().parse_args(["--source", "arrays"])
+  assert "data.source=embedded_arrays" in fidelity.pretrain_overrides(args, {"name": "embedded"},
+                                                                      seed=0)
+  manifest = {"name": "photo", "train_pattern": "/s/train-*", "test_pattern": "/s/test-*",
+              "families": {"object": {"class_names": ["a"], "of_label": [0]}}}
+  (tmp_path / "set.json").write_text(json.dumps(manifest))
+  assert fidelity.main(["--set", str(tmp_path / "set.json"), "--source", "arrays",
+                        "--root", str(tmp_path)]) == 2
+  assert "--set embedded only" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="embedded set only"):
+    fidelity_probe.probe(str(tmp_path), str(tmp_path / "set.json"), source="arrays")
+  assert fidelity_probe.main(["p", "w", "embedded", "o.json", "--source", "jpeg"]) == 2
 
 
 _NO_TF_RUN = textwrap.dedent("""

@@ -93,6 +93,9 @@ def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: i
     _positive(name, value)
   if start_step < 0:
     raise ValueError(f"array_stream: start_step must be >= 0, got {start_step}")
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"array_stream: invalid process_index={process_index} for "
+                     f"process_count={process_count}")
   if not 0.0 <= reverse_prob <= 1.0:
     raise ValueError(f"array_stream: reverse_prob (config.data.reverse_video_prob) must be "
                      f"in [0, 1], got {reverse_prob!r}")
