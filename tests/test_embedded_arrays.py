@@ -235,6 +235,21 @@ def test_array_source_refuses_random_crops_and_augments_on_the_accelerator():
     inputs.validate_data_config(config.data)
 
 
+def test_pretraining_on_arrays_augments_on_the_accelerator(tmp_path, monkeypatch):
+  from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top
+  from corp_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from train_helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("CORP_JAX_CACHE", str(tmp_path / "cache"))
+  config = tiny_config("corp_f", steps=2, source="embedded_arrays", data__embedded_num_train=8,
+                       data__embedded_num_test=2, data__embedded_frame_size=16,
+                       data__embedded_num_frames=16, data__aug_flip_prob=0.5,
+                       data__aug_color_jitter_prob=0.8)
+  stream = inputs.make_train_inputs(config, per_process_batch=8, start_step=0)
+  assert stream.uint8_clips and next(stream.iterator)["clips"].dtype == np.uint8
+  _, summary = loop.pretrain(config, str(tmp_path / "run"))
+  assert summary["step"] == 2 and np.isfinite(summary["final_metrics"]["loss"])
+
+
 def test_arrays_source_is_for_the_embedded_set_only(tmp_path, capsys):
   from corp_jax.tools import fidelity  # pylint: disable=g-import-not-at-top
   from corp_jax.tools import fidelity_probe  # pylint: disable=g-import-not-at-top
