@@ -18,6 +18,10 @@ from corp_jax.data import embedded
 from corp_jax.data import embedded_arrays
 from corp_jax.data import sampling
 from corp_jax.data.from_config import augment_config
+from corp_jax.evaluate import array_data
+from corp_jax.evaluate import job as job_lib
+from corp_jax.evaluate import subsets
+from corp_jax.evaluate.config_defaults import linear_eval_config
 
 # The demo recipe's geometry (configs/*.py without a preset) on a few videos.
 SIZES = dict(num_train=8, num_test=4, frame_size=64, num_frames=32)
@@ -132,10 +136,6 @@ def test_training_clips_match_the_tf_pipeline(sets, num_clips):
 
 
 def test_probe_inputs_match_the_tf_evaluation_inputs(sets):
-  from corp_jax.evaluate import array_data  # pylint: disable=g-import-not-at-top
-  from corp_jax.evaluate import job as job_lib  # pylint: disable=g-import-not-at-top
-  from corp_jax.evaluate import subsets  # pylint: disable=g-import-not-at-top
-  from corp_jax.evaluate.config_defaults import linear_eval_config  # pylint: disable=g-import-not-at-top
   config = linear_eval_config("test")
   pre = _demo_data(**SIZES)
   with config.unlocked():

@@ -94,7 +94,8 @@ def _render_split(directory: str, split: str, config: dict, num_videos: int) -> 
   os.replace(tmp, paths["frames.npy"])
   _replace_atomically(paths["labels.npz"], lambda f: np.savez(f, **labels))
   # The TFRecord split's metadata (classes, label keys, pairs), without its shard list.
-  metadata = embedded._split_metadata(config, split, num_videos, 0, [])  # pylint: disable=protected-access
+  metadata = embedded._split_metadata(  # pylint: disable=protected-access
+      config, split, num_videos, 0, [])
   for key in ("num_shards", "shards"):
     metadata.pop(key)
   metadata.update(arrays_version=ARRAYS_VERSION, frames_shape=list(shape),

@@ -13,8 +13,7 @@ reads the embedded videos rendered to NumPy arrays (`corp_jax.evaluate.array_dat
 views without JPEG and without TensorFlow.
 
 Contract: `probe(pretrain_workdir, set_spec, linear_preset='', source='records') -> dict`
-restores the latest
-backbone, resolves the data with the linear_eval config of `linear_preset`
+restores the latest backbone, resolves the data with the linear_eval config of `linear_preset`
 (corp_jax/evaluate/config_defaults.py; its defaults unchanged: frozen backbone and BatchNorm
 statistics, `cache.train_passes` augmented views per training video without colour or blur,
 `eval.num_clips` x `eval.num_crops` views per test video), extracts features once, and for
@@ -110,7 +109,7 @@ SOURCES = ("records", "arrays")
 
 
 def _inputs(source: str, manifest: dict):
-  """The module with resolve_data / train_stream / eval_stream / read_labels for `source`."""
+  """(module with resolve_data / train_stream / eval_stream, read_labels) of `source`."""
   if source not in SOURCES:
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
   if source == "records":
