@@ -21,6 +21,9 @@ time of pretraining and probing; plus every run. Resume: a run whose run.json re
 settings is skipped, a finished pretraining is not repeated (an unfinished one resumes from
 its checkpoint), so rerunning the same command after an interruption continues.
 `--in_process` runs both steps in this process (tests; no memory isolation).
+`--source arrays` (embedded set only) pretrains with `--config.data.source=embedded_arrays`
+and probes with the array inputs: the embedded videos rendered to NumPy arrays, no JPEG and
+no TensorFlow (for hosts without it); its tables go to ROOT/embedded_arrays[_<tag>].
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ def pretrain_overrides(args, manifest: dict, seed: int) -> list[str]:
   out = [f"seed={seed}", f"train.num_steps={args.steps}", "eval_after_pretrain=False"]
   if manifest["name"] != "embedded":
     out += ["data.source=tfrecord", f"data.train_pattern={manifest['train_pattern']}"]
+  if getattr(args, "source", "records") == "arrays":
+    out += ["data.source=embedded_arrays"]
   return out + list(args.override)
 
 
@@ -167,6 +172,8 @@ def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> di
   settings = {"objective": objective, "seed": seed, "steps": args.steps, "preset": args.preset,
               "set": args.set, "overrides": list(args.override),
               "linear_preset": args.linear_preset}
+  if args.source != "records":  # records made before the option keep matching
+    settings["source"] = args.source
   if os.path.exists(record_path):
     with open(record_path) as f:
       record = json.load(f)
@@ -192,9 +199,10 @@ def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> di
   started = time.time()
   probe_path = os.path.join(run_dir, "probe.json")
   if args.in_process:
-    probe = fidelity_probe.probe(workdir, args.set, args.linear_preset)
+    probe = fidelity_probe.probe(workdir, args.set, args.linear_preset, args.source)
   else:
-    command = [_PYTHON, "-m", "corp_jax.tools.fidelity_probe", workdir, args.set, probe_path]
+    command = [_PYTHON, "-m", "corp_jax.tools.fidelity_probe", workdir, args.set, probe_path,
+               "--source", args.source]
     if args.linear_preset:
       command += ["--linear_preset", args.linear_preset]
     _run_logged(command, log_path)
@@ -219,8 +227,8 @@ def _headline(probe: dict) -> dict:
           for family, entry in probe.items() if isinstance(entry, dict) and "knn_top1" in entry}
 
 
-def _set_name(manifest: dict, tag: str) -> str:
-  name = manifest["name"]
+def _set_name(manifest: dict, tag: str, source: str = "records") -> str:
+  name = manifest["name"] + ("_arrays" if source == "arrays" else "")
   if manifest["name"] != "embedded":
     args = manifest.get("arguments", {})
     if args.get("keyframe_interval"):
@@ -261,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                  help="pretraining config override, repeatable (e.g. data.stride=2)")
   p.add_argument("--tag", default="", help="suffix of the output folder (e.g. for controls)")
+  p.add_argument("--source", choices=fidelity_probe.SOURCES, default="records",
+                 help="records: TFRecords through tf.data; arrays: the embedded set as NumPy "
+                      "arrays, no TensorFlow (embedded only)")
   p.add_argument("--in_process", action="store_true",
                  help="run pretraining and probes in this process (tests)")
   return p
@@ -290,8 +301,13 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if manifest["name"] != "embedded":
+    if args.source == "arrays":
+      print(f"error: --source arrays exists for --set embedded only, got --set {args.set}",
+            file=sys.stderr)
+      return 2
     args.set = os.path.abspath(args.set)
-  out_dir = os.path.abspath(os.path.join(args.root, _set_name(manifest, args.tag)))
+  set_name = _set_name(manifest, args.tag, args.source)
+  out_dir = os.path.abspath(os.path.join(args.root, set_name))
   os.makedirs(out_dir, exist_ok=True)
   started = time.time()
   records = []
@@ -305,9 +321,9 @@ def main(argv=None) -> int:
       print(f"{objective} seed {seed}: order acc {record['order_acc']}, "
             f"{_headline(record['probe'])} ({time.time() - t0:.0f}s; load "
             f"{os.getloadavg()[0]:.1f})", flush=True)
-      write_summary(out_dir, records, f"{_set_name(manifest, args.tag)}: {args.steps} steps",
+      write_summary(out_dir, records, f"{set_name}: {args.steps} steps",
                     time.time() - started)
-  print(write_summary(out_dir, records, f"{_set_name(manifest, args.tag)}: {args.steps} steps",
+  print(write_summary(out_dir, records, f"{set_name}: {args.steps} steps",
                       time.time() - started))
   print(f"tables: {out_dir}/fidelity.md, {out_dir}/fidelity.json")
   return 0

@@ -2,13 +2,18 @@
 probe of the linear_eval job and a k-NN probe, on one set of frozen features.
 
   python -m corp_jax.tools.fidelity_probe PRETRAIN_WORKDIR SET OUT_JSON [--linear_preset P]
+      [--source records|arrays]
 
 SET is `embedded` (the pretraining run's embedded data set; families `appearance` and
 `motion`) or the `set.json` of a shard set (`corp_jax.tools.photo_set` writes one: shard
 patterns, and per family its class names and the family class of every stored label).
 
-Contract: `probe(pretrain_workdir, set_spec, linear_preset='') -> dict` restores the latest
-backbone, resolves the data with the linear_eval config of `linear_preset`
+Inputs (`source`): 'records' reads TFRecords through tf.data; 'arrays' (embedded set only)
+reads the embedded videos rendered to NumPy arrays (`corp_jax.evaluate.array_data`), the same
+views without JPEG and without TensorFlow.
+
+Contract: `probe(pretrain_workdir, set_spec, linear_preset='', source='records') -> dict`
+restores the latest backbone, resolves the data with the linear_eval config of `linear_preset`
 (corp_jax/evaluate/config_defaults.py; its defaults unchanged: frozen backbone and BatchNorm
 statistics, `cache.train_passes` augmented views per training video without colour or blur,
 `eval.num_clips` x `eval.num_crops` views per test video), extracts features once, and for
@@ -76,7 +81,8 @@ def _families(manifest: dict, data: job_lib.EvalData) -> dict:
   """{family: (label key, class names, of_label array or None, reversal pairs or None)}."""
   if manifest["name"] == "embedded":
     from corp_jax.data import records  # pylint: disable=g-import-not-at-top
-    metadata = records.read_metadata(os.path.dirname(data.train_source[0]), "train")
+    metadata = (data.train_source["metadata"] if isinstance(data.train_source, dict)  # arrays
+                else records.read_metadata(os.path.dirname(data.train_source[0]), "train"))
     return {family: (records.extra_label_key(family), metadata["label_families"][family],
                      None, metadata["reversal_pairs"] if family == "motion" else None)
             for family in ("appearance", "motion")}
@@ -99,29 +105,46 @@ def direction_accuracy(predictions: np.ndarray, labels: np.ndarray, pairs) -> fl
   return float(right / (right + wrong)) if right + wrong else float("nan")
 
 
-def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "") -> dict:
+SOURCES = ("records", "arrays")
+
+
+def _inputs(source: str, manifest: dict):
+  """(module with resolve_data / train_stream / eval_stream, read_labels) of `source`."""
+  if source not in SOURCES:
+    raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+  if source == "records":
+    return job_lib, subsets.read_labels
+  if manifest["name"] != "embedded":
+    raise ValueError(f"source 'arrays' exists for the embedded set only, not {manifest['name']!r}")
+  from corp_jax.evaluate import array_data  # pylint: disable=g-import-not-at-top
+  return array_data, array_data.read_labels
+
+
+def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "",
+          source: str = "records") -> dict:
   """See the module docstring."""
   started = time.time()
   manifest = read_set(set_spec)
+  inputs, read_labels = _inputs(source, manifest)
   config = _config_for(manifest, pretrain_workdir, linear_preset)
   backbone = job_lib.restore(config)
-  data = job_lib.resolve_data(config, backbone.pretrain_config)
+  data = inputs.resolve_data(config, backbone.pretrain_config)
   families = _families(manifest, data)
   mesh = mesh_lib.create_mesh()
   from corp_jax.evaluate import features as features_lib  # pylint: disable=g-import-not-at-top
   feature_fn = features_lib.backbone_features(backbone, config.eval.feature_chunk, mesh)
   num_videos = data.num_train_videos or len(
-      subsets.read_labels(data.train_source, [config.label_key])["video_id"])
+      read_labels(data.train_source, [config.label_key])["video_id"])
   batch = job_lib.device_batch(config.optim.batch_size, num_videos, mesh)
   passes = max(1, int(config.cache.train_passes))
   train = job_lib.extract_train_features(
-      job_lib.train_stream(config, data, batch_size=batch, seed=config.seed), feature_fn,
+      inputs.train_stream(config, data, batch_size=batch, seed=config.seed), feature_fn,
       max(1, math.ceil(passes * num_videos / batch)))
-  test = job_lib.map_views(job_lib.eval_stream(config, data), feature_fn)
+  test = job_lib.map_views(inputs.eval_stream(config, data), feature_fn)
   extract_seconds = time.time() - started
   keys = sorted({key for key, *_ in families.values()} | {config.label_key})
-  tables = {split: subsets.read_labels(source, keys)
-            for split, source in (("train", data.train_source), ("test", data.eval_source))}
+  tables = {split: read_labels(split_source, keys) for split, split_source in
+            (("train", data.train_source), ("test", data.eval_source))}
 
   results = {}
   for family, (key, names, of_label, pairs) in families.items():
@@ -150,15 +173,19 @@ def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "") -> dict
                        "test_videos": int(len(test["label"]))}
   results["backbone_step"] = int(backbone.step)
   results["set"] = manifest["name"]
+  results["source"] = source
   return reports.jsonable(results)
 
 
 def main(argv) -> int:
-  if len(argv) not in (4, 6) or (len(argv) == 6 and argv[4] != "--linear_preset"):
+  options = dict(zip(argv[4::2], argv[5::2]))
+  if (len(argv) < 4 or len(argv) % 2 or set(options) - {"--linear_preset", "--source"}
+      or options.get("--source", "records") not in SOURCES):
     print("usage: python -m corp_jax.tools.fidelity_probe PRETRAIN_WORKDIR SET OUT_JSON "
-          "[--linear_preset P]", file=sys.stderr)
+          "[--linear_preset P] [--source records|arrays]", file=sys.stderr)
     return 2
-  results = probe(argv[1], argv[2], argv[5] if len(argv) == 6 else "")
+  results = probe(argv[1], argv[2], options.get("--linear_preset", ""),
+                  options.get("--source", "records"))
   os.makedirs(os.path.dirname(os.path.abspath(argv[3])), exist_ok=True)
   tmp = argv[3] + ".partial"
   with open(tmp, "w") as f:

@@ -8,6 +8,9 @@ when a TF-based source is chosen (inside corp_jax.data).
   tfrecord   shards written by data_prep (`config.data.train_pattern`, required).
   tfds       a TFDS video data set prepared in `config.data.tfds_data_dir`.
   synthetic  random clips from NumPy, no TensorFlow: for tests, benchmarks, multi-host checks.
+  embedded_arrays
+             the embedded videos rendered to NumPy arrays, no TensorFlow (`array_inputs`):
+             whole frames resized to crop_size; flip / colour / blur on the accelerator.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 # loop takes `augment_config` from here.
 from corp_jax.data.from_config import augment_config, embedded_cache_dir
 
-SOURCES = ("embedded", "tfrecord", "tfds", "synthetic")
+SOURCES = ("embedded", "tfrecord", "tfds", "synthetic", "embedded_arrays")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +76,9 @@ def validate_data_config(data) -> None:
         "python -m data_prep.videos_to_tfrecords)")
   if data.source == "tfds" and not data.tfds_name:
     raise ValueError("config.data.tfds_name is required for config.data.source='tfds'")
+  if data.source == "embedded_arrays":
+    from corp_jax.train import array_inputs  # pylint: disable=g-import-not-at-top
+    array_inputs.validate(data)
 
 
 def make_train_inputs(config, *, per_process_batch: int, start_step: int) -> TrainInputs:
@@ -88,6 +94,10 @@ def make_train_inputs(config, *, per_process_batch: int, start_step: int) -> Tra
         process_index=jax.process_index(), process_count=jax.process_count(),
         num_clips=data.num_clips, clip_len=data.clip_len, crop_size=data.crop_size)
     return TrainInputs(it, None, False)
+  if data.source == "embedded_arrays":
+    from corp_jax.train import array_inputs  # pylint: disable=g-import-not-at-top
+    return array_inputs.make_train_inputs(config, per_process_batch=per_process_batch,
+                                          start_step=start_step)
 
   from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 

@@ -1,0 +1,155 @@
+"""Training and evaluation batches from the embedded array splits (`embedded_arrays`) in
+NumPy: the `pipeline` / `eval_pipeline` batch layout without TensorFlow.
+
+Contract:
+  `train_batches(split_info, *, batch_size_per_process, num_clips, clip_len, stride,
+      crop_size, seed, label_key, start_step=0, ...)` yields, per process, the batches of
+      `pipeline.make_train_dataset` (docs/CONTRACTS.md): clips [B, K, T, S, S, 3] float32 in
+      [0, 1] (uint8 with `output_uint8`, for the accelerator's augmentation), starts [B, K]
+      int32 (Eq. 3, `sampling.starts_from_draws`, sampled order), label [B] int32 (the
+      `label_key` family), video_id [B] int32 (the video's index in the split: the id the
+      TFRecord pipeline gives the same video).
+    Each clip is the whole frame resized to S x S (`array_frames.resize_bilinear`, TF's
+    resize), i.e. the TF pipeline with crop area 1; `flip_prob` flips clips horizontally
+    (linear-evaluation views); no colour or blur here (the train step's `augment_jax` does
+    them on uint8 clips). Options as in `pipeline`: `min_start_gap`, `reverse_prob` (the
+    whole video played backwards, starts kept), `shuffle_frames` (each clip's frames in a
+    random order).
+    Determinism and resume: the global stream is a pure function of `seed`. Element n
+    (counting across epochs) shows video perm_e[n mod N] of the permutation of epoch
+    e = n // N drawn from default_rng([seed, 0, e]), with its random draws from
+    default_rng([seed, 1, n]) in a fixed order (Eq. 3 uniforms [max_tries, K], reversal,
+    frame order, flips). Batch `step` holds elements [step * G, (step + 1) * G), G = B * P
+    the global batch, and process p yields rows [p B, (p + 1) B) of it: `start_step=N` yields
+    exactly batches N, N+1, ... of the `start_step=0` stream, for any number of processes.
+  `clip_pixels(video, indices [K, T], crop_size, flips, output_uint8)`: the clips of one
+      video at given frame indices (also what tests compare with the TF pipeline).
+  `eval_batches(split_info, *, batch_size, num_clips, num_crops, clip_len, stride, crop_size,
+      label_key, resize_short=None)` yields `eval_pipeline.make_eval_dataset`'s batches:
+      clips [B, V, T, S, S, 3] float32 in [0, 1] (`array_frames.eval_views`), label, video_id
+      and mask, every video once in index order, the last batch padded (label and video_id
+      -1, mask False).
+Imports neither TensorFlow nor JAX.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import numpy as np
+
+from corp_jax.data import array_frames
+from corp_jax.data import embedded_arrays
+from corp_jax.data import sampling
+
+
+def _positive(name: str, value) -> None:
+  if int(value) != value or value < 1:
+    raise ValueError(f"array_stream: {name} must be a positive integer, got {value!r}")
+
+
+def clip_pixels(video: np.ndarray, indices: np.ndarray, crop_size: int,
+                flips: Optional[np.ndarray] = None, output_uint8: bool = False) -> np.ndarray:
+  """video [L, H, W, 3] uint8, indices [K, T] -> [K, T, S, S, 3] (float32 [0, 1] or uint8)."""
+  num_clips, clip_len = indices.shape
+  frames = np.asarray(video[np.asarray(indices).reshape(-1)])
+  clips = array_frames.resize_bilinear(frames, crop_size, crop_size)
+  clips = clips.reshape((num_clips, clip_len) + clips.shape[1:])
+  if flips is not None and np.any(flips):
+    clips[flips] = clips[flips][:, :, :, ::-1]
+  if output_uint8:
+    return array_frames.to_uint8(clips)
+  return np.clip(clips / np.float32(255.0), 0.0, 1.0)
+
+
+def _element_indices(rng: np.random.Generator, num_frames: int, *, num_clips: int,
+                     clip_len: int, stride: int, max_tries: int, min_start_gap: int,
+                     reverse_prob: float, shuffle_frames: bool, flip_prob: float):
+  """(starts [K], frame indices [K, T], flips [K]) of one element; draws in a fixed order."""
+  draws = rng.random((max_tries, num_clips), dtype=np.float64)
+  backwards = rng.random() < reverse_prob
+  order_keys = rng.random((num_clips, clip_len))
+  flips = rng.random(num_clips) < flip_prob
+  starts = sampling.starts_from_draws(draws, num_frames, clip_len, stride, num_clips,
+                                      min_start_gap)
+  indices = sampling.clip_frame_indices(starts, clip_len, stride, num_frames)
+  if backwards:  # the shown video is played backwards; starts count in the shown video
+    indices = num_frames - 1 - indices
+  if shuffle_frames:
+    indices = np.take_along_axis(indices, np.argsort(order_keys, axis=1, kind="stable"), 1)
+  return starts, indices, flips
+
+
+def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: int,
+                  clip_len: int, stride: int, crop_size: int, seed: int, label_key: str,
+                  start_step: int = 0, process_index: int = 0, process_count: int = 1,
+                  max_tries: int = sampling.DEFAULT_MAX_TRIES, min_start_gap: int = 0,
+                  reverse_prob: float = 0.0, shuffle_frames: bool = False,
+                  flip_prob: float = 0.0, output_uint8: bool = False) -> Iterator[dict]:
+  """The training stream of one process (infinite); see the module docstring."""
+  for name, value in (("batch_size_per_process", batch_size_per_process),
+                      ("num_clips", num_clips), ("clip_len", clip_len), ("stride", stride),
+                      ("crop_size", crop_size), ("process_count", process_count)):
+    _positive(name, value)
+  if start_step < 0:
+    raise ValueError(f"array_stream: start_step must be >= 0, got {start_step}")
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"array_stream: invalid process_index={process_index} for "
+                     f"process_count={process_count}")
+  if not 0.0 <= reverse_prob <= 1.0:
+    raise ValueError(f"array_stream: reverse_prob (config.data.reverse_video_prob) must be "
+                     f"in [0, 1], got {reverse_prob!r}")
+  frames, labels = embedded_arrays.load_split(split_info)
+  label = labels[embedded_arrays.label_family(split_info["metadata"], label_key)]
+  num_videos, num_frames = frames.shape[0], frames.shape[1]
+  global_batch = batch_size_per_process * process_count
+  options = dict(num_clips=num_clips, clip_len=clip_len, stride=stride, max_tries=max_tries,
+                 min_start_gap=min_start_gap, reverse_prob=reverse_prob,
+                 shuffle_frames=shuffle_frames, flip_prob=flip_prob)
+  epoch_order = {}
+
+  def video_of(element: int) -> int:
+    epoch, position = divmod(element, num_videos)
+    if epoch not in epoch_order:
+      epoch_order.clear()
+      epoch_order[epoch] = np.random.default_rng([seed, 0, epoch]).permutation(num_videos)
+    return int(epoch_order[epoch][position])
+
+  step = int(start_step)
+  while True:
+    first = step * global_batch + process_index * batch_size_per_process
+    videos, starts, clips, flips = [], [], [], []
+    for element in range(first, first + batch_size_per_process):
+      video = video_of(element)
+      s, indices, f = _element_indices(np.random.default_rng([seed, 1, element]), num_frames,
+                                       **options)
+      videos.append(video)
+      starts.append(s)
+      clips.append(clip_pixels(frames[video], indices, crop_size, f, output_uint8))
+    yield {"clips": np.stack(clips), "starts": np.stack(starts).astype(np.int32),
+           "label": label[videos].astype(np.int32),
+           "video_id": np.asarray(videos, np.int32)}
+    step += 1
+
+
+def eval_batches(split_info: dict, *, batch_size: int, num_clips: int, num_crops: int,
+                 clip_len: int, stride: int, crop_size: int, label_key: str,
+                 resize_short: Optional[int] = None) -> Iterator[dict]:
+  """Every video of the split once, in index order; see the module docstring."""
+  for name, value in (("batch_size", batch_size), ("num_clips", num_clips),
+                      ("num_crops", num_crops), ("clip_len", clip_len), ("stride", stride),
+                      ("crop_size", crop_size)):
+    _positive(name, value)
+  frames, labels = embedded_arrays.load_split(split_info)
+  label = labels[embedded_arrays.label_family(split_info["metadata"], label_key)]
+  views = dict(num_clips=num_clips, num_crops=num_crops, clip_len=clip_len, stride=stride,
+               crop_size=crop_size, resize_short=resize_short)
+  for lo in range(0, frames.shape[0], batch_size):
+    ids = np.arange(lo, min(lo + batch_size, frames.shape[0]))
+    clips = np.stack([array_frames.eval_views(np.asarray(frames[i]), **views) for i in ids])
+    missing = batch_size - len(ids)
+    yield {"clips": np.concatenate([clips, np.zeros((missing,) + clips.shape[1:],
+                                                    clips.dtype)]),
+           "label": np.concatenate([label[ids], np.full(missing, -1)]).astype(np.int32),
+           "video_id": np.concatenate([ids, np.full(missing, -1)]).astype(np.int32),
+           "mask": np.arange(batch_size) < len(ids)}

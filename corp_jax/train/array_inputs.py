@@ -1,0 +1,61 @@
+"""The `embedded_arrays` training source: the embedded videos as NumPy arrays, no TensorFlow
+(`corp_jax.data.embedded_arrays`, `corp_jax.data.array_stream`), e.g. on a GPU host
+without TensorFlow.
+
+Contract:
+  `validate(data)`: raises ValueError naming the key when `config.data` asks for what this
+      source does not do: a random resized crop (`aug_crop_area_min` < 1; the clips are
+      whole frames resized to `crop_size`, as the TF pipeline with crop area 1).
+  `make_train_inputs(config, *, per_process_batch, start_step) -> inputs.TrainInputs`: the
+      stream of `array_stream.train_batches` over the train split sized by
+      `config.data.embedded_*` in `embedded_cache_dir(config.data.cache_dir)`. Flip, colour
+      jitter, grayscale and blur, when configured, run on the accelerator in the train step
+      (`augment_jax`, the `accel_aug` path: the same parameter distribution and maths as the
+      TF pipeline's): the clips are then uint8, as they are with `config.data.accel_aug`.
+"""
+
+from __future__ import annotations
+
+from corp_jax.data.from_config import augment_config, embedded_cache_dir
+
+
+def validate(data) -> None:
+  low = augment_config(data).crop_area_range[0]
+  if low < 1.0:
+    raise ValueError(
+        f"config.data.source='embedded_arrays' feeds whole frames and has no random resized "
+        f"crop: set config.data.aug_crop_area_min=1.0 (got {low}), or use "
+        "config.data.source='embedded' (the TensorFlow pipeline) for cropped clips")
+
+
+def accelerator_augments(data) -> bool:
+  """True when the clips are uint8 and the train step augments them (`augment_jax`)."""
+  cfg = augment_config(data)
+  return bool(data.accel_aug) or any(
+      p > 0 for p in (cfg.flip_prob, cfg.color_jitter_prob, cfg.grayscale_prob, cfg.blur_prob))
+
+
+def train_split(data) -> dict:
+  from corp_jax.data import embedded_arrays  # pylint: disable=g-import-not-at-top
+  return embedded_arrays.ensure_embedded_arrays(
+      embedded_cache_dir(data.cache_dir), num_train=data.embedded_num_train,
+      num_test=data.embedded_num_test, frame_size=data.embedded_frame_size,
+      num_frames=data.embedded_num_frames)["train"]
+
+
+def make_train_inputs(config, *, per_process_batch: int, start_step: int):
+  import jax  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import array_stream  # pylint: disable=g-import-not-at-top
+  from corp_jax.train.inputs import TrainInputs  # pylint: disable=g-import-not-at-top
+  data = config.data
+  validate(data)
+  split = train_split(data)
+  uint8 = accelerator_augments(data)
+  stream = array_stream.train_batches(
+      split, batch_size_per_process=per_process_batch, num_clips=data.num_clips,
+      clip_len=data.clip_len, stride=data.stride, crop_size=data.crop_size, seed=config.seed,
+      label_key=data.label_key, start_step=start_step, process_index=jax.process_index(),
+      process_count=jax.process_count(), min_start_gap=int(data.get("min_start_gap", 0)),
+      reverse_prob=float(data.get("reverse_video_prob", 0.0)),
+      shuffle_frames=bool(data.get("shuffle_frames_in_clip", False)), output_uint8=uint8)
+  return TrainInputs(stream, split["num_examples"], uint8)
