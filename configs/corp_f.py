@@ -1,4 +1,5 @@
-"""corp_f pretraining. Presets: '' (embedded demo), 'k400', 'ssv2', 'test'.
+"""corp_f pretraining. Presets: '' (embedded demo), 'long' (the demo on
+4,096 videos for 2,000 steps), 'k400', 'ssv2', 'test'.
 
   python -m corp_jax.main --config=configs/corp_f.py --workdir=/tmp/corp_f
   python -m corp_jax.main --config=configs/corp_f.py:k400 \

@@ -1,4 +1,5 @@
-"""corp_m pretraining. Presets: '' (embedded demo), 'k400', 'ssv2', 'test'.
+"""corp_m pretraining. Presets: '' (embedded demo), 'long' (the demo on
+4,096 videos for 2,000 steps), 'k400', 'ssv2', 'test'.
 
   python -m corp_jax.main --config=configs/corp_m.py --workdir=/tmp/corp_m
   python -m corp_jax.main --config=configs/corp_m.py:k400 \

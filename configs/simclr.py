@@ -1,4 +1,5 @@
-"""simclr pretraining. Presets: '' (embedded demo), 'k400', 'ssv2', 'test'.
+"""simclr pretraining. Presets: '' (embedded demo), 'long' (the demo on
+4,096 videos for 2,000 steps), 'k400', 'ssv2', 'test'.
 
   python -m corp_jax.main --config=configs/simclr.py --workdir=/tmp/simclr
   python -m corp_jax.main --config=configs/simclr.py:k400 \
