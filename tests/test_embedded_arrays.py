@@ -235,6 +235,7 @@ def test_array_source_refuses_random_crops_and_augments_on_the_accelerator():
     inputs.validate_data_config(config.data)
 
 
+@pytest.mark.slow
 def test_pretraining_on_arrays_augments_on_the_accelerator(tmp_path, monkeypatch):
   from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top
   from corp_jax.train import loop  # pylint: disable=g-import-not-at-top
@@ -281,6 +282,7 @@ _NO_TF_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_tiny_protocol_on_arrays_runs_without_tensorflow(tmp_path):
   argv = ["--set", "embedded", "--source", "arrays", "--root", str(tmp_path / "root"),
           "--objectives", "corp_f", "--seeds", "0", "--steps", "2", "--preset", "test",
