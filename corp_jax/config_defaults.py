@@ -6,7 +6,7 @@
                   wd 1e-6, lr = batch/256, 5% warm-up + half-cosine, 800 epochs; batch 512
                   (CORP_f, SimCLR) or 64 (CORP_m, K = 4). Needs --config.data.train_pattern.
   'ssv2'          the same on Something-Something V2 with temporal stride 1.
-  'long'          the embedded recipe on 4,096 training videos for 2,000 steps (about 10
+  'long'          the embedded recipe on 4,096 training videos for 2,000 steps (10-15
                   minutes on 2 CPU cores): at this scale the order task is learned as a skill
                   rather than memorised per video (docs/FIDELITY.md, "Scale").
   'test'          a few steps of the embedded recipe at the smallest sizes, for tests.
