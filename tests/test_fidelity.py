@@ -111,3 +111,13 @@ def test_tiny_protocol_runs_probes_both_families_and_resumes(tmp_path, monkeypat
   # Other settings in the same folder are refused, not mixed in.
   with pytest.raises(SystemExit, match="other settings"):
     fidelity.main(argv[:argv.index("--steps") + 1] + ["3"] + argv[argv.index("--steps") + 2:])
+
+
+def test_a_set_json_without_a_required_key_is_named(tmp_path):
+  path = tmp_path / "set.json"
+  manifest = {"train_pattern": "a-*", "test_pattern": "b-*", "families": {}}
+  path.write_text(json.dumps(manifest))
+  with pytest.raises(ValueError, match="lacks 'name'"):
+    fidelity_probe.read_set(str(path))
+  path.write_text(json.dumps(dict(manifest, name="mine")))
+  assert fidelity_probe.read_set(str(path))["name"] == "mine"

@@ -56,7 +56,7 @@ def read_set(set_spec: str) -> dict:
                             "(python -m corp_jax.tools.photo_set --out DIR writes DIR/set.json)")
   with open(set_spec) as f:
     manifest = json.load(f)
-  for key in ("train_pattern", "test_pattern", "families"):
+  for key in ("name", "train_pattern", "test_pattern", "families"):
     if key not in manifest:
       raise ValueError(f"{set_spec} lacks {key!r}")
   for family, info in manifest["families"].items():
