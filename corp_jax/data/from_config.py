@@ -7,6 +7,7 @@ Contract:
   `embedded_cache_dir(*cache_dirs)`: where the embedded data set lives: the first non-empty
       of `cache_dirs` (e.g. the evaluation's, then its pretraining run's `cache_dir`), else
       <default cache>/embedded.
+  `embedded_sizes(data, pretrain_data)`: the embedded set's sizes for an evaluation.
   `augment_config(data)`: `config.data.aug_*` -> `AugmentConfig`; ValueError naming the
       missing keys for a `data` without them.
 """
@@ -33,6 +34,17 @@ def embedded_cache_dir(*cache_dirs: str) -> str:
 
 _AUG_KEYS = ("aug_crop_area_min", "aug_flip_prob", "aug_color_jitter_prob", "aug_color_strength",
              "aug_grayscale_prob", "aug_blur_prob", "aug_color_mode")
+
+
+def embedded_sizes(data, pretrain_data) -> dict:
+  """The embedded set's sizes an evaluation uses: its own `embedded_*` values, else its
+  pretraining run's, else (absent from the dict) the builder's defaults."""
+  sizes = {}
+  for name in ("num_train", "num_test", "frame_size", "num_frames"):
+    value = data.get(f"embedded_{name}", 0) or pretrain_data.get(f"embedded_{name}", 0)
+    if value:
+      sizes[name] = int(value)
+  return sizes
 
 
 def augment_config(data) -> AugmentConfig:

@@ -33,12 +33,8 @@ def resolve_data(config, pre) -> job_lib.EvalData:
   d = config.data
   augment = from_config.augment_config(pre.data)
   cache = from_config.embedded_cache_dir(d.cache_dir, pre.data.get("cache_dir", ""))
-  sizes = {}
-  for name in ("num_train", "num_test", "frame_size", "num_frames"):
-    value = d.get(f"embedded_{name}", 0) or pre.data.get(f"embedded_{name}", 0)
-    if value:
-      sizes[name] = int(value)
-  info = embedded_arrays.ensure_embedded_arrays(cache, seed=d.embedded_seed, **sizes)
+  info = embedded_arrays.ensure_embedded_arrays(cache, seed=d.embedded_seed,
+                                                **from_config.embedded_sizes(d, pre.data))
   metadata = info["metadata"]
   family = embedded_arrays.label_family(metadata, config.label_key)
   return job_lib.EvalData(

@@ -63,17 +63,6 @@ class EvalData:
   reversal_pairs: list | None = None
 
 
-def _embedded_family(metadata: dict, label_key: str) -> str:
-  keys = metadata["label_keys"]
-  if label_key == keys["default"]:
-    return metadata["default_label"]
-  for family, key in keys.items():
-    if family != "default" and key == label_key:
-      return family
-  raise ValueError(f"config.label_key={label_key!r} is not a label of the embedded data set; "
-                   f"choose one of {sorted(set(keys.values()))}")
-
-
 def resolve_data(config, pre) -> EvalData:
   """The train/test sources, classes and clip geometry of the evaluation."""
   d = config.data
@@ -83,16 +72,12 @@ def resolve_data(config, pre) -> EvalData:
                   augment=from_config.augment_config(pre.data))
   if d.source == "embedded":
     from corp_jax.data import embedded  # pylint: disable=g-import-not-at-top
+    from corp_jax.data import embedded_arrays  # pylint: disable=g-import-not-at-top
     # The pretraining run's location rule: cache_dir itself, else <default cache>/embedded.
     cache = from_config.embedded_cache_dir(d.cache_dir, pre.data.get("cache_dir", ""))
-    # Sizes: this config's, else the pretraining run's, else the builder's defaults.
-    sizes = {}
-    for name in ("num_train", "num_test", "frame_size", "num_frames"):
-      value = d.get(f"embedded_{name}", 0) or pre.data.get(f"embedded_{name}", 0)
-      if value:
-        sizes[name] = int(value)
-    info = embedded.ensure_embedded_dataset(cache, seed=d.embedded_seed, **sizes)
-    family = _embedded_family(info["metadata"], config.label_key)
+    info = embedded.ensure_embedded_dataset(cache, seed=d.embedded_seed,
+                                            **from_config.embedded_sizes(d, pre.data))
+    family = embedded_arrays.label_family(info["metadata"], config.label_key)
     return EvalData(info["train"]["files"], info["test"]["files"],
                     len(info["metadata"]["label_families"][family]),
                     list(info["metadata"]["label_families"][family]),
