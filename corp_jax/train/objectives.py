@@ -85,7 +85,7 @@ class Objective:
     loss: `(z, starts, *, relate, relate_all, temperature, group_size, z_reversed) ->
       (loss, metrics)`; see `compute_loss`.
     head_classes: C, the relation head's number of classes; 0 = no relation head.
-    default_num_clips: K in the configs' defaults (`config.data.num_clips`).
+    default_num_clips: K of the paper presets (`config.data.num_clips`; the demo uses 2).
     fixed_num_clips: True if K must be exactly `default_num_clips`; False: any K >= 2.
     grouped: True if the loss counts video pairs in groups of `config.loss.group_size` videos.
   """
