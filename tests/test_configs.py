@@ -99,3 +99,12 @@ def test_evaluation_config_files_equal_the_package_defaults(job):
 def test_unknown_evaluation_job_is_a_clear_error():
   with pytest.raises(ValueError, match="job must be one of"):
     eval_defaults.eval_config("pretrain", "")
+
+
+def test_a_group_size_that_does_not_divide_the_device_batch_names_the_fix():
+  from corp_jax.train import objectives
+  corp_m = objectives.get_objective("corp_m")
+  objectives.validate(corp_m, num_clips=2, per_device_batch=16, group_size=8)
+  with pytest.raises(ValueError, match=r"group_size=8 must divide the per-device batch 4.*"
+                                       r"multiple of 8 x the number of devices"):
+    objectives.validate(corp_m, num_clips=2, per_device_batch=4, group_size=8)

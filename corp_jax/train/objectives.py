@@ -137,7 +137,9 @@ def validate(objective: Objective, num_clips: int, per_device_batch: int, group_
     if per_device_batch % group_size:
       raise ValueError(
           f"config.loss.group_size={group_size} must divide the per-device batch "
-          f"{per_device_batch} so that video pairs are counted within a device")
+          f"{per_device_batch} so that video pairs are counted within a device; use a "
+          f"--config.optim.batch_size that is a multiple of {group_size} x the number of devices, "
+          f"or a smaller --config.loss.group_size")
 
 
 def compute_loss(objective: Objective, z, starts, *, relate, relate_all,
