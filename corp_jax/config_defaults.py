@@ -25,6 +25,7 @@ PRESETS = ("", "long", "k400", "ssv2", "test")
 
 
 def _base(objective: str) -> ml_collections.ConfigDict:
+  grouped = objectives_lib.get_objective(objective).grouped
   c = ml_collections.ConfigDict()
   c.objective = objective
   c.seed = 0
@@ -130,20 +131,20 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   # The embedded demo trains a few hundred steps: SGD with momentum at a small rate learns
   # there, while LARS's trust-ratio steps (made for hundreds of epochs) barely move it.
   o.name = "sgd"
-  o.batch_size = 32 if d.num_clips == 2 else 16
+  o.batch_size = 32  # videos: 64 clips at K = 2
   # lr = base_lr * batch / 256 (section 4.1). The grouped objectives (CORP_m and its
   # ablations) clip their gradient to norm 1.0 (below), so their rate is the step length
   # itself. CORP_m once used 2.0, chosen on 512 videos where its order accuracy was memorised
   # per video; on 4,096 videos (K = 2, 2,000 steps) order stayed at chance at 1.0 and 2.0 and
   # left it after ~840 steps at 0.2 and ~580 at 0.5 (docs/FIDELITY.md, "CORP_m").
-  o.base_lr = 0.5 if objectives_lib.get_objective(objective).grouped else 0.2
+  o.base_lr = 0.5 if grouped else 0.2
   o.weight_decay = 1e-6
   o.momentum = 0.9
   o.trust_coefficient = 0.001
   o.warmup_fraction = 0.05
   # CORP_m sums the cross-entropy of 4K²−2K clip pairs per video pair: its first gradients
   # are ~1e3 and diverged (non-finite at step 11) without clipping in the embedded demo.
-  o.grad_clip_norm = 1.0 if objectives_lib.get_objective(objective).grouped else 0.0
+  o.grad_clip_norm = 1.0 if grouped else 0.0
 
   c.train = t = ml_collections.ConfigDict()
   t.num_steps = 800
