@@ -39,6 +39,9 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   d.embedded_frame_size = 64
   d.embedded_num_frames = 32
   d.train_pattern = ""
+  # source 'arrays': a folder of uint8 array splits (`python -m corp_jax.tools.photo_set
+  # --arrays` writes DIR/arrays), read without TensorFlow.
+  d.arrays_dir = ""
   d.tfds_name = ""
   d.tfds_data_dir = ""
   d.tfds_split = "train"

@@ -251,7 +251,7 @@ def test_pretraining_on_arrays_augments_on_the_accelerator(tmp_path, monkeypatch
   assert summary["step"] == 2 and np.isfinite(summary["final_metrics"]["loss"])
 
 
-def test_arrays_source_is_for_the_embedded_set_only(tmp_path, capsys):
+def test_arrays_source_needs_the_embedded_set_or_an_array_set(tmp_path, capsys):
   from corp_jax.tools import fidelity  # pylint: disable=g-import-not-at-top
   from corp_jax.tools import fidelity_probe  # pylint: disable=g-import-not-at-top
   args = fidelity.build_parser().parse_args(["--source", "arrays"])
@@ -262,8 +262,8 @@ def test_arrays_source_is_for_the_embedded_set_only(tmp_path, capsys):
   (tmp_path / "set.json").write_text(json.dumps(manifest))
   assert fidelity.main(["--set", str(tmp_path / "set.json"), "--source", "arrays",
                         "--root", str(tmp_path)]) == 2
-  assert "--set embedded only" in capsys.readouterr().err
-  with pytest.raises(ValueError, match="embedded set only"):
+  assert "holds shards only" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="set with 'arrays_dir'"):
     fidelity_probe.probe(str(tmp_path), str(tmp_path / "set.json"), source="arrays")
   assert fidelity_probe.main(["p", "w", "embedded", "o.json", "--source", "jpeg"]) == 2
 

@@ -14,7 +14,7 @@ Each file is written to a temporary name and renamed, the metadata last; a split
 complete when its metadata records this build's configuration and both array files exist
 with the recorded shapes, otherwise it is rendered again. A file lock serialises callers.
 `load_split(split_info) -> (frames, labels)`: the frames memory-mapped (read-only) and the
-labels dict. `label_family(metadata, label_key)`: the family a record label key names
+labels dict (every family the labels file holds: it also reads `photo_arrays` splits). `label_family(metadata, label_key)`: the family a record label key names
 ('clip/label/index' is the motion class).
 Imports neither TensorFlow nor JAX.
 """
@@ -139,7 +139,7 @@ def load_split(info: dict) -> tuple[np.ndarray, dict]:
   """(frames uint8 [N, L, H, W, 3] memory-mapped read-only, {family: int32 [N]})."""
   frames = np.load(info["frames_path"], mmap_mode="r")
   with np.load(info["labels_path"]) as data:
-    labels = {family: data[family] for family in embedded.LABEL_FAMILIES}
+    labels = {family: data[family] for family in data.files}  # any array set's families
   return frames, labels
 
 

@@ -1,5 +1,7 @@
-"""Evaluation inputs of the embedded set from its NumPy arrays (`data.embedded_arrays`), no
-TensorFlow: the twins of `job.resolve_data`, `job.train_stream`, `job.eval_stream` and
+"""Evaluation inputs from NumPy array splits, no TensorFlow: the embedded set's
+(`data.embedded_arrays`) or those of an `arrays_dir` (`data.photo_arrays`; the evaluation
+config's `data.arrays_dir`, else the pretraining run's when it trained on source 'arrays').
+The twins of `job.resolve_data`, `job.train_stream`, `job.eval_stream` and
 `subsets.read_labels` for a pretraining run on the embedded set.
 
 Contract:
@@ -29,12 +31,26 @@ from corp_jax.data import from_config
 from corp_jax.evaluate import job as job_lib
 
 
+def arrays_dir(config, pre) -> str:
+  """The array-split folder of the evaluation: its own, else the pretraining run's ('' =
+  the embedded set)."""
+  own = config.data.get("arrays_dir", "")
+  if own:
+    return own
+  return pre.data.get("arrays_dir", "") if pre.data.source == "arrays" else ""
+
+
 def resolve_data(config, pre) -> job_lib.EvalData:
   d = config.data
   augment = from_config.augment_config(pre.data)
-  cache = from_config.embedded_cache_dir(d.cache_dir, pre.data.get("cache_dir", ""))
-  info = embedded_arrays.ensure_embedded_arrays(cache, seed=d.embedded_seed,
-                                                **from_config.embedded_sizes(d, pre.data))
+  folder = arrays_dir(config, pre)
+  if folder:
+    from corp_jax.data import photo_arrays  # pylint: disable=g-import-not-at-top
+    info = photo_arrays.open_arrays(folder)
+  else:
+    cache = from_config.embedded_cache_dir(d.cache_dir, pre.data.get("cache_dir", ""))
+    info = embedded_arrays.ensure_embedded_arrays(cache, seed=d.embedded_seed,
+                                                  **from_config.embedded_sizes(d, pre.data))
   metadata = info["metadata"]
   family = embedded_arrays.label_family(metadata, config.label_key)
   return job_lib.EvalData(

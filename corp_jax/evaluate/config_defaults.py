@@ -51,6 +51,9 @@ def _base(job: str) -> ml_collections.ConfigDict:
   d.embedded_num_frames = 0
   d.train_pattern = ""  # tfrecord: training shards, e.g. '/data/ucf101/ucf101_train-*'
   d.eval_pattern = ""  # tfrecord: test shards
+  # Array inputs (corp_jax.tools.fidelity_probe --source arrays): a folder of array splits;
+  # '' = the pretraining run's config.data.arrays_dir, else the embedded set's arrays.
+  d.arrays_dir = ""
   d.num_classes = 0  # 0 = from the shards' NAME.metadata.json
   d.num_train_videos = 0  # 0 = from the metadata (or counted)
   d.clip_len = 0  # 0 = the pretraining clip length

@@ -20,19 +20,22 @@ of both probes on every family, the motion direction accuracy, order accuracy, a
 time of pretraining and probing; plus every run. Resume: a run whose run.json records the same
 settings is skipped, a finished pretraining is not repeated (an unfinished one resumes from
 its checkpoint), so rerunning the same command after an interruption continues.
-`--in_process` runs both steps in this process (tests; no memory isolation).
-`--source arrays` (embedded set only) pretrains with `--config.data.source=embedded_arrays`
-and probes with the array inputs: the embedded videos rendered to NumPy arrays, no JPEG and
-no TensorFlow (for hosts without it); its tables go to ROOT/embedded_arrays[_<tag>].
+`--in_process` runs both steps in this process (tests; no memory isolation). `--jobs N` runs
+N (objective, seed) runs at a time (e.g. small runs sharing one GPU; each process then
+allocates accelerator memory on demand); the tables keep the (seed, objective) order.
+`--source arrays` pretrains and probes from NumPy arrays, no TensorFlow (for hosts without
+it): the embedded videos rendered to arrays (`--config.data.source=embedded_arrays`, no JPEG),
+or the array splits of a set built with `photo_set --arrays` (`--config.data.source=arrays`,
+no codec); its tables go to ROOT/<set name>_arrays[_<tag>].
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import concurrent.futures
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -117,10 +120,13 @@ def _finished_steps(workdir: str) -> int:
 def pretrain_overrides(args, manifest: dict, seed: int) -> list[str]:
   """KEY=VALUE config overrides of one pretraining run (before the user's)."""
   out = [f"seed={seed}", f"train.num_steps={args.steps}", "eval_after_pretrain=False"]
-  if manifest["name"] != "embedded":
+  arrays = getattr(args, "source", "records") == "arrays"
+  if manifest["name"] == "embedded":
+    out += ["data.source=embedded_arrays"] if arrays else []
+  elif arrays:
+    out += ["data.source=arrays", f"data.arrays_dir={manifest['arrays_dir']}"]
+  else:
     out += ["data.source=tfrecord", f"data.train_pattern={manifest['train_pattern']}"]
-  if getattr(args, "source", "records") == "arrays":
-    out += ["data.source=embedded_arrays"]
   return out + list(args.override)
 
 
@@ -151,19 +157,18 @@ def _pretrain_in_process(objective: str, preset: str, overrides: list[str], work
   loop.pretrain(config, workdir)
 
 
-def _children_cpu_s() -> float:
-  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return usage.ru_utime + usage.ru_stime
-
-
-def _run_logged(command: list, log_path: str) -> None:
+def _run_logged(command: list, log_path: str) -> float:
+  """Runs `command` with its output appended to `log_path`; returns its CPU seconds (user +
+  system, from its own rusage, so concurrent runs do not mix)."""
   with open(log_path, "a") as log:
     log.write(f"$ {' '.join(command)}\n")
     log.flush()
-    code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
-                           cwd=REPO_ROOT)
-  if code != 0:
-    raise RuntimeError(f"{command[2]} exited with status {code}; see {log_path}")
+    child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+  if child.returncode != 0:
+    raise RuntimeError(f"{command[2]} exited with status {child.returncode}; see {log_path}")
+  return usage.ru_utime + usage.ru_stime
 
 
 def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> dict:
@@ -186,14 +191,15 @@ def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> di
   log_path = os.path.join(run_dir, "log.txt")
   overrides = pretrain_overrides(args, manifest, seed)
   load = {"pretrain_start": os.getloadavg()[0]}
-  cpu_before = _children_cpu_s()
+  cpu_s = 0.0
   started = time.time()
   pretrain_s = None  # unknown when an earlier invocation finished the pretraining
   if _finished_steps(workdir) < args.steps:
     if args.in_process:
       _pretrain_in_process(objective, args.preset, overrides, workdir)
     else:
-      _run_logged(pretrain_command(objective, args.preset, overrides, workdir), log_path)
+      cpu_s += _run_logged(pretrain_command(objective, args.preset, overrides, workdir),
+                           log_path)
     pretrain_s = round(time.time() - started, 1)
   load["probe_start"] = os.getloadavg()[0]
   started = time.time()
@@ -205,7 +211,7 @@ def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> di
                "--source", args.source]
     if args.linear_preset:
       command += ["--linear_preset", args.linear_preset]
-    _run_logged(command, log_path)
+    cpu_s += _run_logged(command, log_path)
     with open(probe_path) as f:
       probe = json.load(f)
   load["probe_end"] = os.getloadavg()[0]
@@ -215,7 +221,7 @@ def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> di
             "load_average_1min": load,
             # CPU seconds of the subprocesses (user + system): a figure the other jobs on a
             # shared machine do not inflate the way they inflate wall time.
-            "cpu_s": None if args.in_process else round(_children_cpu_s() - cpu_before, 1)}
+            "cpu_s": None if args.in_process else round(cpu_s, 1)}
   with open(record_path + ".partial", "w") as f:
     json.dump(record, f, indent=2)
   os.replace(record_path + ".partial", record_path)
@@ -235,6 +241,8 @@ def _set_name(manifest: dict, tag: str, source: str = "records") -> str:
       name += f"_key{args['keyframe_interval']}"
     if args.get("num_frames"):
       name += f"_{args['num_frames']}f"
+    if args.get("seed"):  # another draw of the same generator (e.g. a validation set)
+      name += f"_seed{args['seed']}"
   return f"{name}_{tag}" if tag else name
 
 
@@ -270,8 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="pretraining config override, repeatable (e.g. data.stride=2)")
   p.add_argument("--tag", default="", help="suffix of the output folder (e.g. for controls)")
   p.add_argument("--source", choices=fidelity_probe.SOURCES, default="records",
-                 help="records: TFRecords through tf.data; arrays: the embedded set as NumPy "
-                      "arrays, no TensorFlow (embedded only)")
+                 help="records: TFRecords through tf.data; arrays: NumPy array splits, no "
+                      "TensorFlow (the embedded set, or a set built with photo_set --arrays)")
+  p.add_argument("--jobs", type=int, default=1,
+                 help="runs at a time (subprocesses; e.g. several small runs sharing one GPU, "
+                      "whose memory each then allocates on demand)")
   p.add_argument("--in_process", action="store_true",
                  help="run pretraining and probes in this process (tests)")
   return p
@@ -287,9 +298,13 @@ def main(argv=None) -> int:
     print(f"error: --seeds must be integers separated by commas, got {args.seeds!r}",
           file=sys.stderr)
     return 2
-  if unknown or not objectives or not seeds or args.steps < 1:
+  if args.jobs > 1 and args.in_process:
+    print("error: --jobs > 1 runs subprocesses; drop --in_process", file=sys.stderr)
+    return 2
+  if unknown or not objectives or not seeds or args.steps < 1 or args.jobs < 1:
     print(f"error: need known --objectives (unknown: {unknown}; choose from "
-          f"{OBJECTIVES + ('contrast_only',)}), --seeds and --steps >= 1", file=sys.stderr)
+          f"{OBJECTIVES + ('contrast_only',)}), --seeds, --steps >= 1 and --jobs >= 1",
+          file=sys.stderr)
     return 2
   bad = [o for o in args.override if "=" not in o]
   if bad:
@@ -301,8 +316,12 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if manifest["name"] != "embedded":
-    if args.source == "arrays":
-      print(f"error: --source arrays exists for --set embedded only, got --set {args.set}",
+    needs = "arrays_dir" if args.source == "arrays" else "train_pattern"
+    if needs not in manifest:
+      fix = ("it holds array splits only: pass --source arrays" if needs == "train_pattern"
+             else "it holds shards only: build an array set with "
+                  "python -m corp_jax.tools.photo_set --out DIR --arrays")
+      print(f"error: --source {args.source} needs a set with {needs!r}; {args.set}: {fix}",
             file=sys.stderr)
       return 2
     args.set = os.path.abspath(args.set)
@@ -310,19 +329,32 @@ def main(argv=None) -> int:
   out_dir = os.path.abspath(os.path.join(args.root, set_name))
   os.makedirs(out_dir, exist_ok=True)
   started = time.time()
-  records = []
-  for seed in seeds:
-    for objective in objectives:
-      run_dir = os.path.join(out_dir, objective, f"seed{seed}")
-      t0 = time.time()
-      record = run_one(args, manifest, objective, seed, run_dir)
-      record["clip_overlap"] = run_clip_overlap(run_dir, manifest)
-      records.append(record)
-      print(f"{objective} seed {seed}: order acc {record['order_acc']}, "
-            f"{_headline(record['probe'])} ({time.time() - t0:.0f}s; load "
-            f"{os.getloadavg()[0]:.1f})", flush=True)
+  runs = [(objective, seed) for seed in seeds for objective in objectives]
+  done = {}
+
+  def one(run):
+    objective, seed = run
+    run_dir = os.path.join(out_dir, objective, f"seed{seed}")
+    t0 = time.time()
+    record = run_one(args, manifest, objective, seed, run_dir)
+    record["clip_overlap"] = run_clip_overlap(run_dir, manifest)
+    print(f"{objective} seed {seed}: order acc {record['order_acc']}, "
+          f"{_headline(record['probe'])} ({time.time() - t0:.0f}s; load "
+          f"{os.getloadavg()[0]:.1f})", flush=True)
+    return record
+
+  if args.jobs > 1:
+    # Concurrent processes on one accelerator: each allocates memory as it needs it rather
+    # than JAX's default share of the whole device.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+    futures = {pool.submit(one, run): run for run in runs}
+    for future in concurrent.futures.as_completed(futures):
+      done[futures[future]] = future.result()
+      records = [done[run] for run in runs if run in done]  # a fixed order in the tables
       write_summary(out_dir, records, f"{set_name}: {args.steps} steps",
                     time.time() - started)
+  records = [done[run] for run in runs]
   print(write_summary(out_dir, records, f"{set_name}: {args.steps} steps",
                       time.time() - started))
   print(f"tables: {out_dir}/fidelity.md, {out_dir}/fidelity.json")

@@ -8,9 +8,10 @@ SET is `embedded` (the pretraining run's embedded data set; families `appearance
 `motion`) or the `set.json` of a shard set (`corp_jax.tools.photo_set` writes one: shard
 patterns, and per family its class names and the family class of every stored label).
 
-Inputs (`source`): 'records' reads TFRecords through tf.data; 'arrays' (embedded set only)
-reads the embedded videos rendered to NumPy arrays (`corp_jax.evaluate.array_data`), the same
-views without JPEG and without TensorFlow.
+Inputs (`source`): 'records' reads TFRecords through tf.data; 'arrays' reads NumPy array
+splits (`corp_jax.evaluate.array_data`), the same views without TensorFlow: the embedded
+videos rendered to arrays (no JPEG), or the `arrays_dir` of a set built with
+`photo_set --arrays` (no codec).
 
 Contract: `probe(pretrain_workdir, set_spec, linear_preset='', source='records') -> dict`
 restores the latest backbone, resolves the data with the linear_eval config of `linear_preset`
@@ -56,20 +57,26 @@ def read_set(set_spec: str) -> dict:
                             "(python -m corp_jax.tools.photo_set --out DIR writes DIR/set.json)")
   with open(set_spec) as f:
     manifest = json.load(f)
-  for key in ("name", "train_pattern", "test_pattern", "families"):
+  for key in ("name", "families"):
     if key not in manifest:
       raise ValueError(f"{set_spec} lacks {key!r}")
+  if "arrays_dir" not in manifest and not {"train_pattern", "test_pattern"} <= set(manifest):
+    raise ValueError(f"{set_spec} names neither 'train_pattern' and 'test_pattern' (shards) "
+                     "nor 'arrays_dir' (array splits)")
   for family, info in manifest["families"].items():
     if "class_names" not in info or "of_label" not in info:
       raise ValueError(f"{set_spec}: family {family!r} needs 'class_names' and 'of_label'")
   return manifest
 
 
-def _config_for(manifest: dict, pretrain_workdir: str, preset: str):
+def _config_for(manifest: dict, pretrain_workdir: str, preset: str, source: str = "records"):
   config = linear_eval_config(preset)
   with config.unlocked():
     config.pretrain_workdir = pretrain_workdir
-    if manifest["name"] != "embedded":
+    if manifest["name"] != "embedded" and source == "arrays":
+      config.data.arrays_dir = manifest["arrays_dir"]
+      config.label_key = manifest.get("label_key", "clip/label/index")
+    elif manifest["name"] != "embedded":
       config.data.source = "tfrecord"
       config.data.train_pattern = manifest["train_pattern"]
       config.data.eval_pattern = manifest["test_pattern"]
@@ -112,10 +119,14 @@ def _inputs(source: str, manifest: dict):
   """(module with resolve_data / train_stream / eval_stream, read_labels) of `source`."""
   if source not in SOURCES:
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+  if source == "records" and manifest["name"] != "embedded" and "train_pattern" not in manifest:
+    raise ValueError(f"set {manifest['name']!r} holds array splits only ('arrays_dir'): "
+                     "use --source arrays")
   if source == "records":
     return job_lib, subsets.read_labels
-  if manifest["name"] != "embedded":
-    raise ValueError(f"source 'arrays' exists for the embedded set only, not {manifest['name']!r}")
+  if manifest["name"] != "embedded" and "arrays_dir" not in manifest:
+    raise ValueError(f"source 'arrays' needs the embedded set or a set with 'arrays_dir' "
+                     f"(python -m corp_jax.tools.photo_set --arrays), not {manifest['name']!r}")
   from corp_jax.evaluate import array_data  # pylint: disable=g-import-not-at-top
   return array_data, array_data.read_labels
 
@@ -126,7 +137,7 @@ def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "",
   started = time.time()
   manifest = read_set(set_spec)
   inputs, read_labels = _inputs(source, manifest)
-  config = _config_for(manifest, pretrain_workdir, linear_preset)
+  config = _config_for(manifest, pretrain_workdir, linear_preset, source)
   backbone = job_lib.restore(config)
   data = inputs.resolve_data(config, backbone.pretrain_config)
   families = _families(manifest, data)

@@ -22,6 +22,11 @@ Videos and labels are a pure function of the arguments (`corp_jax/data/photo_ren
 classes are balanced and shuffled per split. A finished set (set.json present with the same
 arguments) is left alone; `--overwrite` rebuilds it.
 
+`--arrays` writes, instead of videos and shards, DIR/arrays/{train,test}.{frames.npy,
+labels.npz,metadata.json} (`corp_jax/data/photo_arrays.py`: the same renderings before any
+codec) and a set.json whose `arrays_dir` the protocol reads with `--source arrays`: the set
+then builds and runs on a host without TensorFlow or PyAV (a GPU host).
+
 Controls (`docs/FIDELITY.md`): `--static` (every frame the middle one, then encoded like the
 rest), `--keyframe_interval 1` (no inter-frame coding), `--num_frames 120` (at stride 3 and
 8-frame clips, Eq. 3 then keeps every two clips of a video at least 24 frames apart, so
@@ -39,29 +44,13 @@ import sys
 
 import numpy as np
 
+from corp_jax.data import photo_arrays
 from corp_jax.data import photo_render
+from corp_jax.data.photo_arrays import combined_names, split_classes, video_rng
 
 SET_FORMAT_VERSION = 1
 FAMILIES = ("motion", "photo")
 FPS = 10
-_SPLIT_IDS = {"train": 0, "test": 1}
-
-
-def combined_names() -> list[str]:
-  return [f"{m}/{p}" for m in photo_render.MOTION_NAMES for p in photo_render.PHOTO_NAMES]
-
-
-def split_classes(seed: int, split: str, num_videos: int) -> tuple[np.ndarray, np.ndarray]:
-  """(motion [N], photo [N]): balanced over the combined classes, in a seeded order."""
-  num_photos = len(photo_render.PHOTO_NAMES)
-  num_combined = len(photo_render.MOTION_NAMES) * num_photos
-  rng = np.random.default_rng([seed, _SPLIT_IDS[split], 1])
-  combined = rng.permutation(np.arange(num_videos) % num_combined)
-  return combined // num_photos, combined % num_photos
-
-
-def video_rng(seed: int, split: str, index: int) -> np.random.Generator:
-  return np.random.default_rng([seed, _SPLIT_IDS[split], 0, index])
 
 
 def encode_video(path: str, frames: np.ndarray, keyframe_interval: int = 0) -> None:
@@ -87,9 +76,12 @@ def encode_video(path: str, frames: np.ndarray, keyframe_interval: int = 0) -> N
 
 
 def _arguments(args) -> dict:
-  return {"version": SET_FORMAT_VERSION, "seed": args.seed, "num_train": args.num_train,
-          "num_test": args.num_test, "num_frames": args.num_frames, "size": args.size,
-          "keyframe_interval": args.keyframe_interval, "static": bool(args.static)}
+  out = {"version": SET_FORMAT_VERSION, "seed": args.seed, "num_train": args.num_train,
+         "num_test": args.num_test, "num_frames": args.num_frames, "size": args.size,
+         "keyframe_interval": args.keyframe_interval, "static": bool(args.static)}
+  if getattr(args, "arrays", False):  # sets made before the option keep matching
+    out["arrays"] = True
+  return out
 
 
 def write_videos(out: str, args, log=print) -> dict:
@@ -125,11 +117,15 @@ def set_manifest(out: str, args) -> dict:
   num_photos = len(photo_render.PHOTO_NAMES)
   num_combined = len(photo_render.MOTION_NAMES) * num_photos
   combined = np.arange(num_combined)
+  if getattr(args, "arrays", False):
+    where = {"arrays_dir": os.path.join(out, "arrays")}
+  else:
+    where = {"train_pattern": os.path.join(out, "shards", "train-*"),
+             "test_pattern": os.path.join(out, "shards", "test-*")}
   return {
       "name": "photo" + ("_static" if args.static else ""),
       "arguments": _arguments(args),
-      "train_pattern": os.path.join(out, "shards", "train-*"),
-      "test_pattern": os.path.join(out, "shards", "test-*"),
+      **where,
       "label_key": "clip/label/index",
       "families": {
           "motion": {"class_names": list(photo_render.MOTION_NAMES),
@@ -143,7 +139,6 @@ def set_manifest(out: str, args) -> dict:
 
 def build(out: str, args, log=print) -> str:
   """Builds (or finds) the set; returns the path of set.json."""
-  from data_prep import videos_to_tfrecords  # pylint: disable=g-import-not-at-top
   out = os.path.abspath(out)
   manifest_path = os.path.join(out, "set.json")
   if os.path.exists(manifest_path) and not args.overwrite:
@@ -156,6 +151,13 @@ def build(out: str, args, log=print) -> str:
   if args.overwrite and os.path.exists(out):
     shutil.rmtree(out)
   os.makedirs(out, exist_ok=True)
+  if getattr(args, "arrays", False):
+    photo_arrays.write_photo_arrays(
+        os.path.join(out, "arrays"), seed=args.seed, num_train=args.num_train,
+        num_test=args.num_test, num_frames=args.num_frames, size=args.size,
+        static=args.static, workers=args.workers, log=log)
+    return _write_manifest(manifest_path, set_manifest(out, args), log)
+  from data_prep import videos_to_tfrecords  # pylint: disable=g-import-not-at-top
   csvs = write_videos(out, args, log)
   class_file = os.path.join(out, "class_names.txt")
   with open(class_file, "w") as f:
@@ -168,10 +170,15 @@ def build(out: str, args, log=print) -> str:
         "--class_names", class_file, "--workers", str(args.workers), "--seed", str(args.seed)])
     if code != 0:
       raise SystemExit(f"error: data_prep failed on {path} (exit status {code})")
-  with open(manifest_path, "w") as f:
-    json.dump(set_manifest(out, args), f, indent=2)
-  log(f"wrote {manifest_path}")
-  return manifest_path
+  return _write_manifest(manifest_path, set_manifest(out, args), log)
+
+
+def _write_manifest(path: str, manifest: dict, log) -> str:
+  with open(path + ".partial", "w") as f:
+    json.dump(manifest, f, indent=2)
+  os.replace(path + ".partial", path)
+  log(f"wrote {path}")
+  return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--static", action="store_true",
                  help="control: every frame of a video is its middle frame")
   p.add_argument("--num_shards", type=int, default=4)
-  p.add_argument("--workers", type=int, default=0, help="data_prep decoding processes")
+  p.add_argument("--workers", type=int, default=0,
+                 help="data_prep decoding processes (with --arrays: rendering processes)")
+  p.add_argument("--arrays", action="store_true",
+                 help="write the frames as NumPy arrays (DIR/arrays, no codec, no shards, "
+                      "no TensorFlow or PyAV) for the protocol's --source arrays")
   p.add_argument("--overwrite", action="store_true")
   return p
 
@@ -201,6 +212,10 @@ def main(argv=None) -> int:
       return 2
   if args.num_frames < 2 or args.size < 16 or args.size % 2 or args.keyframe_interval < 0:
     print("error: need --num_frames >= 2, an even --size >= 16 and --keyframe_interval >= 0",
+          file=sys.stderr)
+    return 2
+  if args.arrays and args.keyframe_interval:
+    print("error: --keyframe_interval sets the video codec, which --arrays does not use",
           file=sys.stderr)
     return 2
   build(args.out, args, log=lambda m: print(m, flush=True))

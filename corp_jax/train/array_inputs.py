@@ -1,14 +1,17 @@
-"""The `embedded_arrays` training source: the embedded videos as NumPy arrays, no TensorFlow
-(`corp_jax.data.embedded_arrays`, `corp_jax.data.array_stream`), e.g. on a GPU host
-without TensorFlow.
+"""The array training sources, no TensorFlow (`corp_jax.data.array_stream`), e.g. on a GPU
+host without TensorFlow: `embedded_arrays` (the embedded videos rendered to NumPy arrays,
+`corp_jax.data.embedded_arrays`) and `arrays` (the array splits in `config.data.arrays_dir`,
+e.g. the photo set's, `corp_jax.data.photo_arrays`).
 
 Contract:
   `validate(data)`: raises ValueError naming the key when `config.data` asks for what this
       source does not do: a random resized crop (`aug_crop_area_min` < 1; the clips are
-      whole frames resized to `crop_size`, as the TF pipeline with crop area 1).
+      whole frames resized to `crop_size`, as the TF pipeline with crop area 1), or source
+      `arrays` without `arrays_dir`.
   `make_train_inputs(config, *, per_process_batch, start_step) -> inputs.TrainInputs`: the
       stream of `array_stream.train_batches` over the train split sized by
-      `config.data.embedded_*` in `embedded_cache_dir(config.data.cache_dir)`. Flip, colour
+      `config.data.embedded_*` in `embedded_cache_dir(config.data.cache_dir)` (or the train
+      split of `config.data.arrays_dir`). Flip, colour
       jitter, grayscale and blur, when configured, run on the accelerator in the train step
       (`augment_jax`, the `accel_aug` path: the same parameter distribution and maths as the
       TF pipeline's): the clips are then uint8, as they are with `config.data.accel_aug`.
@@ -20,10 +23,15 @@ from corp_jax.data.from_config import augment_config, embedded_cache_dir
 
 
 def validate(data) -> None:
+  if data.source == "arrays" and not data.get("arrays_dir", ""):
+    raise ValueError(
+        "config.data.arrays_dir is required for config.data.source='arrays', e.g. "
+        "--config.data.arrays_dir=/data/photo/arrays (python -m corp_jax.tools.photo_set "
+        "--out /data/photo --arrays writes it)")
   low = augment_config(data).crop_area_range[0]
   if low < 1.0:
     raise ValueError(
-        f"config.data.source='embedded_arrays' feeds whole frames and has no random resized "
+        f"config.data.source={data.source!r} feeds whole frames and has no random resized "
         f"crop: set config.data.aug_crop_area_min=1.0 (got {low}), or use "
         "config.data.source='embedded' (the TensorFlow pipeline) for cropped clips")
 
@@ -36,6 +44,9 @@ def accelerator_augments(data) -> bool:
 
 
 def train_split(data) -> dict:
+  if data.source == "arrays":
+    from corp_jax.data import photo_arrays  # pylint: disable=g-import-not-at-top
+    return photo_arrays.open_arrays(data.arrays_dir)["train"]
   from corp_jax.data import embedded_arrays  # pylint: disable=g-import-not-at-top
   return embedded_arrays.ensure_embedded_arrays(
       embedded_cache_dir(data.cache_dir), num_train=data.embedded_num_train,

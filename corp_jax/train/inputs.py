@@ -11,6 +11,8 @@ when a TF-based source is chosen (inside corp_jax.data).
   embedded_arrays
              the embedded videos rendered to NumPy arrays, no TensorFlow (`array_inputs`):
              whole frames resized to crop_size; flip / colour / blur on the accelerator.
+  arrays     a folder of array splits (`config.data.arrays_dir`, e.g. the photo set written
+             by `corp_jax.tools.photo_set --arrays`), read as `embedded_arrays` is.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import numpy as np
 # loop takes `augment_config` from here.
 from corp_jax.data.from_config import augment_config, embedded_cache_dir
 
-SOURCES = ("embedded", "tfrecord", "tfds", "synthetic", "embedded_arrays")
+SOURCES = ("embedded", "tfrecord", "tfds", "synthetic", "embedded_arrays", "arrays")
+ARRAY_SOURCES = ("embedded_arrays", "arrays")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +79,7 @@ def validate_data_config(data) -> None:
         "python -m data_prep.videos_to_tfrecords)")
   if data.source == "tfds" and not data.tfds_name:
     raise ValueError("config.data.tfds_name is required for config.data.source='tfds'")
-  if data.source == "embedded_arrays":
+  if data.source in ARRAY_SOURCES:
     from corp_jax.train import array_inputs  # pylint: disable=g-import-not-at-top
     array_inputs.validate(data)
 
@@ -94,7 +97,7 @@ def make_train_inputs(config, *, per_process_batch: int, start_step: int) -> Tra
         process_index=jax.process_index(), process_count=jax.process_count(),
         num_clips=data.num_clips, clip_len=data.clip_len, crop_size=data.crop_size)
     return TrainInputs(it, None, False)
-  if data.source == "embedded_arrays":
+  if data.source in ARRAY_SOURCES:
     from corp_jax.train import array_inputs  # pylint: disable=g-import-not-at-top
     return array_inputs.make_train_inputs(config, per_process_batch=per_process_batch,
                                           start_step=start_step)
