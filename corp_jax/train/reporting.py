@@ -24,6 +24,7 @@ import json
 import math
 import sys
 import time
+import uuid
 
 import jax
 
@@ -63,7 +64,10 @@ def tensorboard_writer(logdir: str, purge_step: int | None = None):
   if io_paths.is_uri(logdir):
     from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
     record_writer.register_writer_factory(logdir.split("://", 1)[0], _UriEventFiles())
-  return SummaryWriter(logdir, purge_step=purge_step)
+  # The default file name has a one-second timestamp and the host name: a run resumed within
+  # the second of its crash would reopen (and truncate) the first file. A random suffix keeps
+  # every writer's events apart.
+  return SummaryWriter(logdir, purge_step=purge_step, filename_suffix=f".{uuid.uuid4().hex[:8]}")
 
 
 def cut_metrics_log(path: str, last_step: int) -> int:
