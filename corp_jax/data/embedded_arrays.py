@@ -15,7 +15,8 @@ complete when its metadata records this build's configuration and both array fil
 with the recorded shapes, otherwise it is rendered again. A file lock serialises callers.
 `load_split(split_info) -> (frames, labels)`: the frames memory-mapped (read-only) and the
 labels dict (every family the labels file holds: it also reads `photo_arrays` splits). `label_family(metadata, label_key)`: the family a record label key names
-('clip/label/index' is the motion class).
+('clip/label/index' is the motion class). `split_paths`, `replace_atomically` and
+`read_metadata` are the layout's file helpers (also used by `photo_arrays`).
 Imports neither TensorFlow nor JAX.
 """
 
@@ -34,12 +35,12 @@ ARRAYS_VERSION = 1  # bump when the array layout changes, so old caches are rebu
 _SPLITS = ("train", "test")
 
 
-def _paths(directory: str, split: str) -> dict:
+def split_paths(directory: str, split: str) -> dict:
   return {name: os.path.join(directory, f"{split}.{name}")
           for name in ("frames.npy", "labels.npz", "metadata.json")}
 
 
-def _replace_atomically(path: str, write) -> None:
+def replace_atomically(path: str, write) -> None:
   tmp = path + ".partial"
   with open(tmp, "wb") as f:
     write(f)
@@ -48,7 +49,7 @@ def _replace_atomically(path: str, write) -> None:
   os.replace(tmp, path)
 
 
-def _read_metadata(path: str) -> dict | None:
+def read_metadata(path: str) -> dict | None:
   try:
     with open(path) as f:
       return json.load(f)
@@ -57,8 +58,8 @@ def _read_metadata(path: str) -> dict | None:
 
 
 def _split_is_complete(directory: str, split: str, config: dict) -> bool:
-  paths = _paths(directory, split)
-  metadata = _read_metadata(paths["metadata.json"])
+  paths = split_paths(directory, split)
+  metadata = read_metadata(paths["metadata.json"])
   if (not metadata or metadata.get("config") != config
       or metadata.get("arrays_version") != ARRAYS_VERSION):
     return False
@@ -73,7 +74,7 @@ def _split_is_complete(directory: str, split: str, config: dict) -> bool:
 
 
 def _render_split(directory: str, split: str, config: dict, num_videos: int) -> None:
-  paths = _paths(directory, split)
+  paths = split_paths(directory, split)
   for path in paths.values():  # the metadata first: a crash leaves no stale "complete" mark
     if os.path.exists(path):
       os.remove(path)
@@ -92,7 +93,7 @@ def _render_split(directory: str, split: str, config: dict, num_videos: int) -> 
   frames.flush()
   del frames
   os.replace(tmp, paths["frames.npy"])
-  _replace_atomically(paths["labels.npz"], lambda f: np.savez(f, **labels))
+  replace_atomically(paths["labels.npz"], lambda f: np.savez(f, **labels))
   # The TFRecord split's metadata (classes, label keys, pairs), without its shard list.
   metadata = embedded._split_metadata(  # pylint: disable=protected-access
       config, split, num_videos, 0, [])
@@ -100,7 +101,7 @@ def _render_split(directory: str, split: str, config: dict, num_videos: int) -> 
     metadata.pop(key)
   metadata.update(arrays_version=ARRAYS_VERSION, frames_shape=list(shape),
                   files={k: os.path.basename(v) for k, v in paths.items()})
-  _replace_atomically(paths["metadata.json"],
+  replace_atomically(paths["metadata.json"],
                       lambda f: f.write(json.dumps(metadata, indent=2).encode()))
 
 
@@ -126,8 +127,8 @@ def ensure_embedded_arrays(data_dir: str, *, seed: int = 0, num_train: int = 512
         _render_split(directory, split, config, int(num_videos))
   out = {"directory": directory}
   for split in _SPLITS:
-    paths = _paths(directory, split)
-    metadata = _read_metadata(paths["metadata.json"])
+    paths = split_paths(directory, split)
+    metadata = read_metadata(paths["metadata.json"])
     out[split] = {"split": split, "frames_path": paths["frames.npy"],
                   "labels_path": paths["labels.npz"], "num_examples": metadata["num_examples"],
                   "metadata": metadata}

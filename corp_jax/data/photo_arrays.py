@@ -35,6 +35,7 @@ import os
 
 import numpy as np
 
+from corp_jax.data import embedded_arrays
 from corp_jax.data import photo_render
 
 ARRAYS_VERSION = 1
@@ -59,11 +60,6 @@ def split_classes(seed: int, split: str, num_videos: int) -> tuple[np.ndarray, n
 
 def video_rng(seed: int, split: str, index: int) -> np.random.Generator:
   return np.random.default_rng([seed, SPLIT_IDS[split], 0, index])
-
-
-def _paths(directory: str, split: str) -> dict:
-  return {name: os.path.join(directory, f"{split}.{name}")
-          for name in ("frames.npy", "labels.npz", "metadata.json")}
 
 
 def _arguments(seed, num_train, num_test, num_frames, size, static) -> dict:
@@ -95,18 +91,10 @@ def _metadata(arguments: dict, split: str, num_videos: int) -> dict:
   }
 
 
-def _read_json(path: str):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (FileNotFoundError, ValueError):
-    return None
-
-
 def _complete(directory: str, split: str, arguments: dict | None = None) -> dict | None:
   """The split's metadata when its files are complete (and match `arguments`), else None."""
-  paths = _paths(directory, split)
-  metadata = _read_json(paths["metadata.json"])
+  paths = embedded_arrays.split_paths(directory, split)
+  metadata = embedded_arrays.read_metadata(paths["metadata.json"])
   if not metadata or metadata.get("arrays_version") != ARRAYS_VERSION:
     return None
   if arguments is not None and metadata.get("config") != arguments:
@@ -125,9 +113,8 @@ def _complete(directory: str, split: str, arguments: dict | None = None) -> dict
 
 def _render_range(task) -> None:
   """Worker: renders videos [lo, hi) of a split into the memory-mapped frames file."""
-  frames_path, arguments, split, lo, hi = task
-  motions, photos = split_classes(arguments["seed"], split, np.load(
-      frames_path, mmap_mode="r").shape[0])
+  frames_path, arguments, split, num_videos, lo, hi = task
+  motions, photos = split_classes(arguments["seed"], split, num_videos)
   frames = np.load(frames_path, mmap_mode="r+")
   for index in range(lo, hi):
     frames[index] = photo_render.render_video(
@@ -138,7 +125,7 @@ def _render_range(task) -> None:
 
 def _write_split(directory: str, split: str, arguments: dict, num_videos: int, workers: int,
                  log) -> None:
-  paths = _paths(directory, split)
+  paths = embedded_arrays.split_paths(directory, split)
   for path in paths.values():  # the metadata first: no stale "complete" mark survives
     if os.path.exists(path):
       os.remove(path)
@@ -148,7 +135,7 @@ def _write_split(directory: str, split: str, arguments: dict, num_videos: int, w
                                      shape=tuple(metadata["frames_shape"]))
   del frames  # header written; the workers fill the rows
   chunk = max(1, -(-num_videos // max(1, 4 * workers)))
-  tasks = [(tmp, arguments, split, lo, min(lo + chunk, num_videos))
+  tasks = [(tmp, arguments, split, num_videos, lo, min(lo + chunk, num_videos))
            for lo in range(0, num_videos, chunk)]
   if workers > 1:
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -161,12 +148,9 @@ def _write_split(directory: str, split: str, arguments: dict, num_videos: int, w
   motions, photos = split_classes(arguments["seed"], split, num_videos)
   labels = {"motion": motions.astype(np.int32), "photo": photos.astype(np.int32),
             "combined": (motions * len(photo_render.PHOTO_NAMES) + photos).astype(np.int32)}
-  with open(paths["labels.npz"] + ".partial", "wb") as f:
-    np.savez(f, **labels)
-  os.replace(paths["labels.npz"] + ".partial", paths["labels.npz"])
-  with open(paths["metadata.json"] + ".partial", "w") as f:
-    json.dump(metadata, f, indent=2)
-  os.replace(paths["metadata.json"] + ".partial", paths["metadata.json"])
+  embedded_arrays.replace_atomically(paths["labels.npz"], lambda f: np.savez(f, **labels))
+  embedded_arrays.replace_atomically(
+      paths["metadata.json"], lambda f: f.write(json.dumps(metadata, indent=2).encode()))
 
 
 def write_photo_arrays(directory: str, *, seed: int = 0, num_train: int = 480,
@@ -189,7 +173,7 @@ def open_arrays(directory: str) -> dict:
   """See the module docstring."""
   out = {"directory": os.path.abspath(directory)}
   for split in SPLITS:
-    paths = _paths(directory, split)
+    paths = embedded_arrays.split_paths(directory, split)
     metadata = _complete(directory, split)
     if metadata is None:
       raise FileNotFoundError(
