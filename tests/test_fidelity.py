@@ -43,6 +43,21 @@ def test_order_accuracy_is_the_mean_of_the_last_tenth(tmp_path):
   assert fidelity.order_accuracy_at_end(str(tmp_path / "missing")) is None
 
 
+def test_order_leaves_chance_needs_a_window_above_the_threshold(tmp_path):
+  values = [0.5, 0.62, 0.5, 0.5, 0.5, 0.5, 0.56, 0.57, 0.58, 0.6, 0.6, 0.7]
+  with open(tmp_path / "metrics.jsonl", "w") as f:
+    for k, acc in enumerate(values):
+      f.write(json.dumps({"step": 20 * (k + 1), "order_acc": acc}) + "\n")
+  # One high batch mean (step 40) is noise; from step 120 the five-value mean is 0.562.
+  assert fidelity.order_leaves_chance(str(tmp_path)) == 120
+  assert fidelity.order_leaves_chance(str(tmp_path), threshold=0.9) is None
+  assert fidelity.order_leaves_chance(str(tmp_path / "missing")) is None
+  record = {"settings": {"objective": "corp_m", "seed": 0}, "probe": {}, "order_acc": 0.6,
+            "order_leaves_chance": 140}
+  text = fidelity_table.runs_markdown([record])
+  assert "order leaves chance (step)" in text and "| 140 |" in text
+
+
 def test_clip_overlap_at_the_demo_stride():
   # 8-frame clips at stride 3 span 22 frames; Eq. 3 keeps starts >= ceil((L - 24) / K) apart.
   short = fidelity.clip_overlap(40, 8, 3, 2, draws=200)

@@ -12,7 +12,10 @@ number of steps (`python -m corp_jax.main`, one subprocess per run, `--config.se
 every label family of the set (`corp_jax.tools.fidelity_probe`, a second subprocess: the
 linear probe of the linear_eval job and a cosine k-NN probe, k = 20, on the same frozen
 features). The same-video order accuracy at the end of pretraining is the mean of the
-`order_acc` lines of WORKDIR/metrics.jsonl over the last 10% of the steps (training batches).
+`order_acc` lines of WORKDIR/metrics.jsonl over the last 10% of the steps (training batches);
+the step at which it leaves chance is the first logged step from which the mean of the next
+`LEAVE_WINDOW` logged values exceeds `LEAVE_THRESHOLD` (a window, so that one noisy batch
+mean does not count).
 
 Layout: ROOT/<set name>[_<tag>]/<objective>/seed<k>/{pretrain/, probe.json, run.json};
 ROOT/<set name>[_<tag>]/fidelity.{md,json}: per objective mean ± sd over seeds (sample sd)
@@ -51,11 +54,15 @@ OBJECTIVES = ("simclr", "corp_f", "corp_m", "order_only")
 _PYTHON = sys.executable
 
 
-def order_accuracy_at_end(workdir: str, fraction: float = 0.1) -> float | None:
-  """Mean `order_acc` of the metrics.jsonl lines in the last `fraction` of the steps."""
+LEAVE_THRESHOLD = 0.55
+LEAVE_WINDOW = 5
+
+
+def _order_lines(workdir: str) -> list[dict]:
+  """The metrics.jsonl records of WORKDIR that carry `order_acc`, in step order."""
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
-    return None
+    return []
   lines = []
   with open(path) as f:
     for line in f:
@@ -64,11 +71,28 @@ def order_accuracy_at_end(workdir: str, fraction: float = 0.1) -> float | None:
         record = json.loads(line)
         if "order_acc" in record and "step" in record:
           lines.append(record)
+  return sorted(lines, key=lambda r: r["step"])
+
+
+def order_accuracy_at_end(workdir: str, fraction: float = 0.1) -> float | None:
+  """Mean `order_acc` of the metrics.jsonl lines in the last `fraction` of the steps."""
+  lines = _order_lines(workdir)
   if not lines:
     return None
   last = max(r["step"] for r in lines)
   keep = [r["order_acc"] for r in lines if r["step"] >= last * (1 - fraction)]
   return float(np.mean(keep))
+
+
+def order_leaves_chance(workdir: str, threshold: float = LEAVE_THRESHOLD,
+                        window: int = LEAVE_WINDOW) -> int | None:
+  """First logged step from which the mean `order_acc` of `window` logged values exceeds
+  `threshold`; None if it never does (or nothing was logged)."""
+  values = [(r["step"], r["order_acc"]) for r in _order_lines(workdir)]
+  for k in range(len(values) - window + 1):
+    if np.mean([v for _, v in values[k:k + window]]) > threshold:
+      return int(values[k][0])
+  return None
 
 
 def clip_overlap(num_frames: int, clip_len: int, stride: int, num_clips: int,
@@ -338,6 +362,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     record = run_one(args, manifest, objective, seed, run_dir)
     record["clip_overlap"] = run_clip_overlap(run_dir, manifest)
+    if objective != "simclr":
+      record["order_leaves_chance"] = order_leaves_chance(os.path.join(run_dir, "pretrain"))
     print(f"{objective} seed {seed}: order acc {record['order_acc']}, "
           f"{_headline(record['probe'])} ({time.time() - t0:.0f}s; load "
           f"{os.getloadavg()[0]:.1f})", flush=True)

@@ -5,7 +5,8 @@ Contract: `summarize(records) -> dict` groups run records (`fidelity.run_one`) b
 (ddof = 1; 0 with one seed) and the number of seeds that have the value. Columns:
 `<family> linear`, `<family> kNN` (top-1, %), `<family> direction (linear)` for families with
 reversal pairs (%), `overlapping clip pairs %` (same-video training clip pairs that share
-frames, `fidelity.clip_overlap`), `order acc` (same-video, training batches), `pretrain s`,
+frames, `fidelity.clip_overlap`), `order acc` (same-video, training batches), `order leaves
+chance (step)` (`fidelity.order_leaves_chance`; blank where it never does), `pretrain s`,
 `probe s` (wall), `CPU s` (user + system of both subprocesses).
 `markdown(summary, title) -> str` renders it, a value as `mean ± sd` (`–` where absent);
 `runs_markdown(records)` lists every run.
@@ -31,6 +32,8 @@ def _columns(record: dict) -> dict:
   overlap = record.get("clip_overlap")
   cols["overlapping clip pairs %"] = None if not overlap else 100.0 * overlap["share"]
   cols["order acc"] = record.get("order_acc")
+  if "order_leaves_chance" in record:
+    cols["order leaves chance (step)"] = record["order_leaves_chance"]
   cols["pretrain s"] = record.get("pretrain_wall_s")
   cols["probe s"] = record.get("probe_wall_s")
   cols["CPU s"] = record.get("cpu_s")
@@ -72,7 +75,7 @@ def summarize(records: list[dict]) -> dict:
 def _cell(stat: dict | None, name: str) -> str:
   if not stat:
     return "–"
-  digits = 3 if name == "order acc" else 0 if name.endswith(" s") else 1
+  digits = 3 if name == "order acc" else 0 if name.endswith((" s", "(step)")) else 1
   text = f"{stat['mean']:.{digits}f}"
   if stat["n"] > 1:
     text += f" ± {stat['sd']:.{digits}f}"
