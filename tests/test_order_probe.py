@@ -128,3 +128,33 @@ def test_probe_runs_on_a_tiny_embedded_workdir(tmp_path):
   assert set(result["head_train_videos"]["by_gap"]) == {1, 2, 3, 4}
   order_probe_report.plot({"corp_f": result}, str(tmp_path / "probe.png"))
   assert (tmp_path / "probe.png").stat().st_size > 0
+
+
+def test_probe_runs_on_a_tiny_photo_array_workdir(tmp_path):
+  pytest.importorskip("skimage")
+  from corp_jax.data import photo_arrays  # pylint: disable=g-import-not-at-top
+  from corp_jax.train import loop  # pylint: disable=g-import-not-at-top
+  arrays = tmp_path / "arrays"
+  # 80 videos a split: one of each (motion, photo) class, so every reversal pair is present.
+  photo_arrays.write_photo_arrays(str(arrays), seed=3, num_train=80, num_test=80,
+                                  num_frames=8, size=32, log=lambda _: None)
+  workdir = str(tmp_path / "pretrain")
+  config = tiny_config("corp_m", steps=2, source="arrays", train__checkpoint_every=2,
+                       data__arrays_dir=str(arrays), data__stride=1)
+  loop.pretrain(config, workdir)
+  result = order_probe.probe_workdir(workdir, num_train=0, num_test=0, clips_per_video=3,
+                                     max_dim=16)
+  assert result["data"] == "arrays" and result["objective"] == "corp_m"
+  assert result["num_train_videos"] == 80 and result["num_test_videos"] == 80
+  assert result["clip"]["num_frames"] == 8
+  for layer in result["layers"].values():
+    assert len(layer["reversal_per_pair"]) == 5  # the photo set's five reversal pairs
+  # The frames the probe sees are the training clips' resize of the stored arrays.
+  frames, labels = photo_arrays.embedded_arrays.load_split(
+      photo_arrays.open_arrays(str(arrays))["test"])
+  got, motion, pairs = order_probe.array_split_videos(str(arrays), "test", 2, 16)
+  np.testing.assert_allclose(got[1, 3], order_probe.resize_bilinear(frames[1, 3], 16))
+  np.testing.assert_array_equal(motion, labels["motion"][:2])
+  assert pairs == ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+  with pytest.raises(FileNotFoundError, match="data.arrays_dir"):
+    order_probe.array_split_videos(str(tmp_path / "none"), "test", 2, 16)

@@ -1,10 +1,12 @@
-"""Where a pretrained model keeps its order knowledge, on the embedded data set.
+"""Where a pretrained model keeps its order knowledge, on the data set it was trained on.
 
 For each pretraining workdir (simclr, corp_f, corp_m, ...) the model is restored whole
 (backbone, projection, relation head) and run, BatchNorm in inference mode, on clips of the
-embedded videos (rendered by `embedded_render`, whole frame resized to the crop size, no
-augmentation; the JPEG step of the stored shards is skipped, so no TensorFlow is needed).
-Linear probes are trained on clips of the *train* split and scored on the *test* split.
+videos of its data set, whole frame resized to the crop size, no augmentation, no TensorFlow:
+the embedded videos (`data.source=embedded`, rendered by `embedded_render`, the JPEG step of
+the stored shards skipped) or the array splits of a photo set (`data.source=arrays`, read
+from `data.arrays_dir`, as `array_stream` feeds them). Linear probes are trained on clips of
+the *train* split and scored on the *test* split.
 
 Layers: `stem`, `res2`..`res5` (globally average-pooled; `res5` is the feature h that linear
 evaluation uses), `res5_time` (pooled over space only, the time steps concatenated: what a
@@ -44,7 +46,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from corp_jax.data import array_frames
 from corp_jax.data import embedded
+from corp_jax.data import embedded_arrays
 from corp_jax.data import embedded_render
 from corp_jax.data import sampling
 from corp_jax import heads
@@ -60,22 +64,11 @@ _CHUNK = 128
 
 
 def resize_bilinear(frames: np.ndarray, size: int) -> np.ndarray:
-  """uint8 [L, H, W, 3] -> float32 [L, size, size, 3] in [0, 1]; the sampling grid of
-  `tf.image.resize(..., 'bilinear')` (half-pixel centres, no antialiasing)."""
-
-  def axis_weights(n_in):
-    src = (np.arange(size) + 0.5) * (n_in / size) - 0.5
-    lo = np.floor(src)
-    frac = (src - lo).astype(np.float32)
-    i0 = np.clip(lo, 0, n_in - 1).astype(int)
-    i1 = np.clip(lo + 1, 0, n_in - 1).astype(int)
-    return i0, i1, frac
-
-  x = frames.astype(np.float32) / 255.0
-  y0, y1, fy = axis_weights(x.shape[1])
-  x = x[:, y0] * (1 - fy)[None, :, None, None] + x[:, y1] * fy[None, :, None, None]
-  x0, x1, fx = axis_weights(x.shape[2])
-  return x[:, :, x0] * (1 - fx)[None, None, :, None] + x[:, :, x1] * fx[None, None, :, None]
+  """uint8 [..., H, W, 3] -> float32 [..., size, size, 3] in [0, 1]: the training clips'
+  resize (`array_frames.resize_bilinear`, the sampling grid of `tf.image.resize(...,
+  'bilinear')`)."""
+  resized = array_frames.resize_bilinear(frames, size, size) / np.float32(255.0)
+  return np.clip(resized, 0.0, 1.0)
 
 
 def render_videos(pre_data, split: str, num_videos: int, crop_size: int, seed: int = 0):
@@ -253,6 +246,34 @@ def _cached_videos(pre_data, split, num_videos, crop_size, cache_dir, log):
   return frames, motion, appearance
 
 
+def array_split_videos(arrays_dir: str, split: str, num_videos: int, crop_size: int):
+  """The first `num_videos` videos of an array set's split (`photo_set --arrays`), each
+  frame resized to the crop size as `array_stream` does it: (frames float32 [N, L, S, S, 3]
+  in [0, 1], motion [N], reversal pairs of the motion family)."""
+  paths = embedded_arrays.split_paths(arrays_dir, split)
+  metadata = embedded_arrays.read_metadata(paths["metadata.json"])
+  if metadata is None:
+    raise FileNotFoundError(f"{paths['metadata.json']}: no complete '{split}' array split "
+                            f"in {arrays_dir!r} (data.arrays_dir of the pretraining config)")
+  info = {"frames_path": paths["frames.npy"], "labels_path": paths["labels.npz"]}
+  frames, labels = embedded_arrays.load_split(info)
+  if "motion" not in labels or not metadata.get("reversal_pairs"):
+    raise ValueError(f"{arrays_dir}: the order probe needs a 'motion' label family with "
+                     f"time-reversal pairs; this set has {sorted(labels)}")
+  num_videos = min(num_videos or len(frames), len(frames))
+  clips = [resize_bilinear(frames[i], crop_size) for i in range(num_videos)]
+  pairs = tuple(tuple(int(c) for c in pair) for pair in metadata["reversal_pairs"])
+  return np.stack(clips).astype(np.float32), labels["motion"][:num_videos], pairs
+
+
+def _videos(data, split: str, num_videos: int, cache_dir: str, log):
+  """(frames, motion, reversal pairs) of the pretraining data set's split."""
+  if data.source == "arrays":
+    return array_split_videos(data.arrays_dir, split, num_videos, data.crop_size)
+  frames, motion, _ = _cached_videos(data, split, num_videos, data.crop_size, cache_dir, log)
+  return frames, motion, embedded_render.REVERSAL_PAIRS
+
+
 def probe_workdir(workdir: str, *, num_train: int, num_test: int, clips_per_video: int,
                   max_dim: int, step: int | None = None, cache_dir: str = "",
                   log=print) -> dict:
@@ -260,16 +281,19 @@ def probe_workdir(workdir: str, *, num_train: int, num_test: int, clips_per_vide
   t0 = time.time()
   model = ProbedModel(workdir, step)
   data = model.config.data
-  if data.source != "embedded":
+  if data.source not in ("embedded", "arrays"):
     raise ValueError(f"{workdir}/config.json has data.source={data.source!r}; the order probe "
-                     "needs the embedded data set (its motion classes come in reversal pairs)")
+                     "needs the embedded data set or a photo array set (data.source=arrays): "
+                     "their motion classes come in reversal pairs")
   if clips_per_video < 2:
     raise ValueError(f"clips_per_video must be >= 2 (pairs of clips), got {clips_per_video}")
-  num_train = min(num_train or data.embedded_num_train, data.embedded_num_train)
-  num_test = min(num_test or data.embedded_num_test, data.embedded_num_test)
+  if data.source == "embedded":
+    num_train = min(num_train or data.embedded_num_train, data.embedded_num_train)
+    num_test = min(num_test or data.embedded_num_test, data.embedded_num_test)
   split_data = {}
   for split, n in (("train", num_train), ("test", num_test)):
-    frames, motion, _ = _cached_videos(data, split, n, data.crop_size, cache_dir, log)
+    frames, motion, reversal_pairs = _videos(data, split, n, cache_dir, log)
+    n = len(frames)
     starts = sampling.uniform_clip_starts(frames.shape[1], data.clip_len, data.stride,
                                           clips_per_video)
     if len(np.unique(starts)) < 2:
@@ -281,13 +305,14 @@ def probe_workdir(workdir: str, *, num_train: int, num_test: int, clips_per_vide
     split_data[split] = (frames, motion, model.layers(clips), meta,
                          same_video_pairs(n, starts))
   tr, te = split_data["train"], split_data["test"]
+  num_train, num_test = len(tr[0]), len(te[0])
   result = {
       "workdir": workdir, "objective": model.objective, "step": model.step,
-      "num_train_videos": num_train, "num_test_videos": num_test,
+      "data": data.source, "num_train_videos": num_train, "num_test_videos": num_test,
       "clip": {"clip_len": data.clip_len, "stride": data.stride,
-               "num_frames": int(data.embedded_num_frames)},
+               "num_frames": int(tr[0].shape[1])},
       "layers": probe_layers(tr[2], te[2], tr[3], te[3], (tr[4], te[4]),
-                             reversal_pairs=embedded_render.REVERSAL_PAIRS, max_dim=max_dim),
+                             reversal_pairs=reversal_pairs, max_dim=max_dim),
   }
   if model.has_head:
     result["head"] = head_order(model, te[0], te[1], data.clip_len, data.stride)
