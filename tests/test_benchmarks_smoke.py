@@ -32,6 +32,14 @@ def test_benchmark_mains_run_once():
   assert 0 <= hlo["with_adjacent_activation_layout_op"] <= hlo["with_adjacent_layout_op"]
 
 
+def test_array_stream_benchmark_runs_once():
+  pytest.importorskip("skimage")
+  from benchmarks import array_stream  # pylint: disable=g-import-not-at-top
+  result = array_stream.main(["--num_train", "8", "--batch", "4", "--batches", "1",
+                              "--slices", "1", "--crop_size", "16"])
+  assert result["on"]["batches_per_cpu_s"] > 0 and result["ratio_per_cpu_s"] > 0
+
+
 def test_end_to_end_verdict_separates_input_bound_from_contended():
   from benchmarks import end_to_end  # pylint: disable=g-import-not-at-top
   assert end_to_end.verdict(step_only=100, input_only=50, loop=95) == "compute-bound"

@@ -218,6 +218,32 @@ def test_options_reverse_shuffle_and_uint8(sets):
   assert not np.array_equal(shuffled["clips"], plain["clips"])
 
 
+@pytest.mark.parametrize("cache_mb", [0.6, 100.0])  # half the videos kept; all of them
+def test_kept_resizes_give_the_same_clips_over_epochs(sets, cache_mb):
+  split = sets["arrays"]["train"]
+  args = dict(batch_size_per_process=4, num_clips=2, clip_len=4, stride=3, crop_size=20,
+              seed=2, label_key="clip/label/index", reverse_prob=0.5, shuffle_frames=True,
+              flip_prob=0.5)
+  plain = array_stream.train_batches(split, **args)
+  kept = array_stream.train_batches(split, cache_mb=cache_mb, **args)
+  for _ in range(6):  # three epochs of the 8 videos: kept resizes are read again
+    a, b = next(plain), next(kept)
+    for key in ("clips", "starts", "label", "video_id"):
+      np.testing.assert_array_equal(a[key], b[key])
+  for output_uint8 in (False, True):
+    frames, _ = embedded_arrays.load_split(split)
+    videos = array_stream.ResizedVideos(frames, 20, int(cache_mb * 2 ** 20))
+    assert videos.capacity == (4 if cache_mb < 1 else len(frames))
+    indices = np.array([[0, 3, 6, 9], [2, 5, 8, 11]])
+    flips = np.array([True, False])
+    for _ in range(2):  # filling, then reading: a flip must not change what is kept
+      np.testing.assert_array_equal(
+          videos.clips(1, indices, flips, output_uint8),
+          array_stream.clip_pixels(frames[1], indices, 20, flips, output_uint8))
+  with pytest.raises(ValueError, match="config.data.arrays_cache_mb"):
+    next(array_stream.train_batches(split, cache_mb=-1, **args))
+
+
 def test_array_source_refuses_random_crops_and_augments_on_the_accelerator():
   from corp_jax.train import array_inputs  # pylint: disable=g-import-not-at-top
   from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top

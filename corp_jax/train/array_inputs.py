@@ -68,5 +68,6 @@ def make_train_inputs(config, *, per_process_batch: int, start_step: int):
       label_key=data.label_key, start_step=start_step, process_index=jax.process_index(),
       process_count=jax.process_count(), min_start_gap=int(data.get("min_start_gap", 0)),
       reverse_prob=float(data.get("reverse_video_prob", 0.0)),
-      shuffle_frames=bool(data.get("shuffle_frames_in_clip", False)), output_uint8=uint8)
+      shuffle_frames=bool(data.get("shuffle_frames_in_clip", False)), output_uint8=uint8,
+      cache_mb=float(data.get("arrays_cache_mb", 0)))
   return TrainInputs(stream, split["num_examples"], uint8)
