@@ -3,7 +3,7 @@
 For each pretraining workdir (simclr, corp_f, corp_m, ...) the model is restored whole
 (backbone, projection, relation head) and run, BatchNorm in inference mode, on clips of the
 videos of its data set, whole frame resized to the crop size, no augmentation, no TensorFlow:
-the embedded videos (`data.source=embedded`, rendered by `embedded_render`, the JPEG step of
+the embedded videos (`data.source=embedded` or `embedded_arrays`, rendered by `embedded_render`, the JPEG step of
 the stored shards skipped) or the array splits of a photo set (`data.source=arrays`, read
 from `data.arrays_dir`, as `array_stream` feeds them). Linear probes are trained on clips of
 the *train* split and scored on the *test* split.
@@ -281,13 +281,13 @@ def probe_workdir(workdir: str, *, num_train: int, num_test: int, clips_per_vide
   t0 = time.time()
   model = ProbedModel(workdir, step)
   data = model.config.data
-  if data.source not in ("embedded", "arrays"):
+  if data.source not in ("embedded", "embedded_arrays", "arrays"):
     raise ValueError(f"{workdir}/config.json has data.source={data.source!r}; the order probe "
                      "needs the embedded data set or a photo array set (data.source=arrays): "
                      "their motion classes come in reversal pairs")
   if clips_per_video < 2:
     raise ValueError(f"clips_per_video must be >= 2 (pairs of clips), got {clips_per_video}")
-  if data.source == "embedded":
+  if data.source != "arrays":  # the embedded set, as shards or as its arrays
     num_train = min(num_train or data.embedded_num_train, data.embedded_num_train)
     num_test = min(num_test or data.embedded_num_test, data.embedded_num_test)
   split_data = {}
