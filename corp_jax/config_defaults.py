@@ -133,6 +133,10 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   # also run played backwards, as an extra InfoNCE negative (simclr, corp_f) or, in CORP_m's
   # groups, as a clip of another video (P1 against its forward copy).
   c.loss.reversed_negatives = False
+  # Not in the paper (1.0 here and in the presets; docs/FIDELITY.md): CORP_m's factor on its
+  # same-video P2/P3 terms against the P1 terms. At K clips per video the P1 pairs carry
+  # K/(K-1) times the P2/P3 pairs' total weight, so K/(K-1) (2.0 at K = 2) balances them.
+  c.loss.order_weight = 1.0
 
   c.optim = o = ml_collections.ConfigDict()
   # The embedded demo trains a few hundred steps: SGD with momentum at a small rate learns

@@ -263,6 +263,35 @@ def test_corp_m_equals_enumeration(g, k):
   np.testing.assert_array_equal(structure["num_videos"], [g, g])
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_corp_m_order_weight_scales_only_the_same_video_terms(k):
+  """loss(w) = P1 part + w * P2/P3 part, each from the explicit enumeration; w = K/(K-1)
+  gives the two parts equal total weight."""
+  g = 3
+  logits, video_index, starts = _corp_m_inputs(7 + k, groups=2, g=g, k=k)
+  p1_only = lambda same, first: None if same else 0
+  same_only = lambda same, first: None if not same else (1 if first else 2)
+  expected_p1, pairs = _enumerate_video_pairs(logits, video_index, starts, p1_only)
+  expected_same, _ = _enumerate_video_pairs(logits, video_index, starts, same_only)
+  for weight in (1.0, 2.5, k / (k - 1)):
+    loss, metrics = jax.jit(losses.corp_m_loss, static_argnums=3)(
+        logits, video_index, starts, weight)
+    np.testing.assert_allclose(loss, expected_p1 + weight * expected_same, rtol=1e-5)
+    np.testing.assert_allclose(metrics["different_video_loss"], expected_p1, rtol=1e-5)
+    np.testing.assert_allclose(metrics["same_video_loss"], expected_same, rtol=1e-5)
+  labels = np.array([lab for p in pairs for lab, _ in p])
+  num_same = sum(1 for p in pairs for lab, _ in p if lab is None)
+  # Equal total weight at w = K/(K-1): P1 pairs are K/(K-1) times the same-video pairs.
+  np.testing.assert_allclose(np.sum(labels == 0) / num_same, k / (k - 1))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan"), "2"])
+def test_corp_m_order_weight_must_be_a_positive_number(bad):
+  logits, video_index, starts = _corp_m_inputs(0, groups=1, g=2, k=2)
+  with pytest.raises(ValueError, match="config.loss.order_weight must be a finite number > 0"):
+    losses.corp_m_loss(logits, video_index, starts, bad)
+
+
 def test_corp_m_total_acc_with_some_perfect_video_pairs():
   """Perfect logits, then one wrong pair inside one video of group 0: its 2 video pairs fail."""
   logits, video_index, starts = _corp_m_inputs(5, groups=2, g=3, k=2)
@@ -421,3 +450,26 @@ def test_grouped_objective_puts_reversed_clips_in_the_group_as_other_videos():
       objectives.get_objective("corp_m"), z, starts, relate=None, relate_all=relate_all,
       temperature=0.1, group_size=2)
   assert not np.allclose(plain, loss)
+
+
+def test_order_weight_reaches_the_corp_m_loss_and_only_corp_m_accepts_it():
+  from corp_jax.train import objectives
+  rng = np.random.default_rng(1)
+  z = jnp.asarray(rng.normal(size=(4, 2, 4)), jnp.float32)  # two groups of 2 videos, K = 2
+  starts = jnp.asarray([[5, 1], [0, 9], [3, 7], [8, 2]], jnp.int32)
+
+  def relate_all(zz):
+    return jnp.stack([zz @ zz.T, zz[:, :1] - zz[:, 1][None], zz[:, 2:3] * zz[:, 3][None]], -1)
+
+  corp_m = objectives.get_objective("corp_m")
+  run = lambda w: objectives.compute_loss(corp_m, z, starts, relate=None, relate_all=relate_all,
+                                          temperature=0.1, group_size=2, order_weight=w)
+  _, m = run(1.0)
+  loss3, _ = run(3.0)
+  np.testing.assert_allclose(loss3, m["different_video_loss"] + 3.0 * m["same_video_loss"],
+                             rtol=1e-5)
+  objectives.validate(corp_m, num_clips=2, per_device_batch=8, group_size=2, order_weight=2.0)
+  for name in ("simclr", "corp_f", "order_only", "contrast_only"):
+    objectives.validate(objectives.get_objective(name), 2, 8, 2, order_weight=1.0)
+    with pytest.raises(ValueError, match=f"order_weight=2.0 .*{name!r} has no such balance"):
+      objectives.validate(objectives.get_objective(name), 2, 8, 2, order_weight=2.0)

@@ -9,12 +9,13 @@ from corp_jax.losses.contrastive import l2_normalize
 from corp_jax.losses.contrastive import nt_xent
 from corp_jax.losses.corp_f import corp_f_loss
 from corp_jax.losses.corp_f import order_labels
+from corp_jax.losses.corp_m import check_order_weight
 from corp_jax.losses.corp_m import contrast_only_loss
 from corp_jax.losses.corp_m import corp_m_loss
 from corp_jax.losses.corp_m import order_only_loss
 from corp_jax.losses.corp_m import pair_structure
 
 __all__ = [
-    "contrast_only_loss", "corp_f_loss", "corp_m_loss", "l2_normalize", "nt_xent",
+    "check_order_weight", "contrast_only_loss", "corp_f_loss", "corp_m_loss", "l2_normalize", "nt_xent",
     "order_labels", "order_only_loss", "pair_structure",
 ]

@@ -19,6 +19,11 @@ identical to the enumeration (tests/test_losses.py checks it by explicit loops).
 from video_index (number of distinct videos per group), so groups may have unequal K per video.
 A same-video pair with equal starts has no order and gets weight 0; a group with one video has
 no video pairs; if there are none at all the loss is 0.
+
+Not in the paper: `order_weight` (`config.loss.order_weight`, 1.0 = the paper) multiplies the
+same-video (P2/P3) terms, loss = different_video_loss + order_weight * same_video_loss. With K
+clips per video the P1 pairs carry K/(K-1) times the total weight of the P2/P3 pairs (2x at
+K = 2), so order_weight = K/(K-1) gives the two parts equal weight.
 """
 
 from typing import Any, Dict, Tuple
@@ -99,6 +104,13 @@ def video_pair_weights(structure: Dict[str, Array], include_different: bool,
   return weights
 
 
+def check_order_weight(order_weight: float) -> None:
+  """Raises ValueError unless order_weight is a finite number > 0."""
+  if not isinstance(order_weight, (int, float)) or not 0.0 < float(order_weight) < float("inf"):
+    raise ValueError(f"config.loss.order_weight must be a finite number > 0, got "
+                     f"{order_weight!r}")
+
+
 def _mean_over_video_pairs(per_pair: Array, weights: Array, structure: Dict[str, Array]):
   return jnp.sum(per_pair * weights) / jnp.maximum(jnp.sum(structure["num_video_pairs"]), 1.0)
 
@@ -111,28 +123,31 @@ def _shared_metrics(pair_logits, labels, weights, considered, video_index) -> Di
   }
 
 
-def corp_m_loss(pair_logits: Array, video_index: Array,
-                starts: Array) -> Tuple[Array, Dict[str, Array]]:
+def corp_m_loss(pair_logits: Array, video_index: Array, starts: Array,
+                order_weight: float = 1.0) -> Tuple[Array, Dict[str, Array]]:
   """CORP_m 3-way loss: mean over video pairs of the summed clip-pair CE (Sec. 3.2).
 
   Args:
     pair_logits: [G, M, M, 3], [g, i, j] = phi(z_i, z_j) (Eq. 2); classes P1, P2, P3.
     video_index: [G, M] int video of each clip. starts: [G, M] start frames.
+    order_weight: factor on the P2/P3 terms (module docstring; 1.0 = the paper).
 
   Returns:
-    (loss, metrics) with 'loss', 'different_video_loss' + 'same_video_loss' (= loss, the P1 and
-    the P2/P3 parts), 'pair_acc', 'total_acc', 'order_acc' (P2 vs P3 logits on same-video pairs,
-    chance 0.5), 'contrast_top1' (per clip, is the j != i with the highest log-odds of "same
-    video" from its video), 'p1_fraction'.
+    (loss, metrics) with 'loss', 'different_video_loss' and 'same_video_loss' (the P1 and the
+    P2/P3 parts, unweighted: loss = different + order_weight * same), 'pair_acc', 'total_acc',
+    'order_acc' (P2 vs P3 logits on same-video pairs, chance 0.5), 'contrast_top1' (per clip,
+    is the j != i with the highest log-odds of "same video" from its video), 'p1_fraction'.
   """
   check_pair_inputs("corp_m_loss", pair_logits, video_index, starts, 3)
+  check_order_weight(order_weight)
   pair_logits = pair_logits.astype(jnp.float32)
   structure = pair_structure(video_index, starts)
   labels = structure["labels"]
   weights = video_pair_weights(structure, True, structure["ordered"])
   ce = optax.softmax_cross_entropy_with_integer_labels(pair_logits, labels)
   different = structure["different_video"]
-  loss = _mean_over_video_pairs(ce, weights, structure)
+  loss_weights = jnp.where(structure["ordered"], order_weight * weights, weights)
+  loss = _mean_over_video_pairs(ce, loss_weights, structure)
   considered = different | structure["ordered"]
   same_video_log_odds = (jax.nn.logsumexp(pair_logits[..., 1:], axis=-1)
                          - pair_logits[..., P1_DIFFERENT])

@@ -75,8 +75,9 @@ def _pretrain(config, workdir: str, managers):
   objective = objectives_lib.get_objective(config.objective)
   mesh = mesh_lib.create_mesh(config.train.num_devices or None)
   split = mesh_lib.split_batch(config.optim.batch_size, mesh)
+  order_weight = float(config.loss.get("order_weight", 1.0))
   objectives_lib.validate(objective, config.data.num_clips, split.per_device,
-                          config.loss.group_size)
+                          config.loss.group_size, order_weight)
   model = model_lib.model_from_config(config.model, objective.head_classes)
   inputs_lib.validate_data_config(config.data)
   save_config(config, workdir)
@@ -122,7 +123,8 @@ def _pretrain(config, workdir: str, managers):
   train_step = step_lib.make_train_step(
       model, tx, schedule, objective, temperature=config.loss.temperature,
       group_size=config.loss.group_size, mesh=mesh, augment_fn=augment_fn,
-      reversed_negatives=bool(config.loss.get("reversed_negatives", False)))
+      reversed_negatives=bool(config.loss.get("reversed_negatives", False)),
+      order_weight=order_weight)
 
   pending: list[tuple[int, dict]] = []
   knn_monitor = None

@@ -20,7 +20,8 @@ pairs "within each GPU"), so g must divide the per-device batch.
 Not in the paper: `z_reversed` (optional [B, K, d], the projections of the time-reversed clips,
 `loss.reversed_negatives`). simclr, corp_f: extra negatives of the InfoNCE term. Grouped
 objectives: each group also holds the reversed copy of each of its videos as a video of its
-own (clip order flipped), so a clip and its reversal form a different-video (P1) pair.
+own (clip order flipped), so a clip and its reversal form a different-video (P1) pair. Also
+not in the paper: `order_weight` (`loss.order_weight`), CORP_m's factor on its P2/P3 terms.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import jax.numpy as jnp
 from corp_jax import heads
 from corp_jax import losses
 
-# loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed) -> (loss, metrics)
+# loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed, order_weight)
+#   -> (loss, metrics)
 LossFn = Callable[..., tuple]
 
 
@@ -41,23 +43,26 @@ def _flat_negatives(z_reversed):
   return None if z_reversed is None else z_reversed.reshape(-1, z_reversed.shape[-1])
 
 
-def _simclr_loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed):
-  del starts, relate, relate_all, group_size  # no order, no head
+def _simclr_loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed,
+                 order_weight):
+  del starts, relate, relate_all, group_size, order_weight  # no order, no head
   return losses.nt_xent(z, temperature=temperature, extra_negatives=_flat_negatives(z_reversed))
 
 
-def _corp_f_loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed):
-  del relate_all, group_size
+def _corp_f_loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed,
+                 order_weight):
+  del relate_all, group_size, order_weight  # validate() allows only 1.0 here
   # The order label comes from starts inside the loss, never from the clip's position.
   return losses.corp_f_loss(z, starts, heads.corp_f_order_logits(z, relate),
                             temperature=temperature,
                             extra_negatives=_flat_negatives(z_reversed))
 
 
-def _grouped(pair_loss: Callable) -> LossFn:
-  """A loss over groups of g videos: `pair_loss(pair_logits [G, M, M, C], video_index, starts)`."""
+def _grouped(pair_loss: Callable, weighs_order: bool = False) -> LossFn:
+  """A loss over groups of g videos: `pair_loss(pair_logits [G, M, M, C], video_index, starts)`
+  (plus `order_weight=` if weighs_order)."""
 
-  def loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed):
+  def loss(z, starts, *, relate, relate_all, temperature, group_size, z_reversed, order_weight):
     del relate, temperature
     batch, num_clips, dim = z.shape
     groups = batch // group_size
@@ -71,7 +76,8 @@ def _grouped(pair_loss: Callable) -> LossFn:
       videos = 2 * group_size
     video_index = jnp.broadcast_to(
         jnp.repeat(jnp.arange(videos, dtype=jnp.int32), num_clips), (groups, videos * num_clips))
-    return pair_loss(heads.group_pair_logits(zg, relate_all), video_index, starts_g)
+    extra = {"order_weight": order_weight} if weighs_order else {}
+    return pair_loss(heads.group_pair_logits(zg, relate_all), video_index, starts_g, **extra)
 
   return loss
 
@@ -82,12 +88,13 @@ class Objective:
 
   Attributes:
     name: the value of `config.objective`.
-    loss: `(z, starts, *, relate, relate_all, temperature, group_size, z_reversed) ->
-      (loss, metrics)`; see `compute_loss`.
+    loss: `(z, starts, *, relate, relate_all, temperature, group_size, z_reversed,
+      order_weight) -> (loss, metrics)`; see `compute_loss`.
     head_classes: C, the relation head's number of classes; 0 = no relation head.
     default_num_clips: K of the paper presets (`config.data.num_clips`; the demo uses 2).
     fixed_num_clips: True if K must be exactly `default_num_clips`; False: any K >= 2.
     grouped: True if the loss counts video pairs in groups of `config.loss.group_size` videos.
+    weighs_order: True if `config.loss.order_weight` (P2/P3 against P1) applies.
   """
   name: str
   loss: LossFn
@@ -95,6 +102,7 @@ class Objective:
   default_num_clips: int
   fixed_num_clips: bool
   grouped: bool
+  weighs_order: bool = False
 
   @property
   def uses_relation_head(self) -> bool:
@@ -107,8 +115,8 @@ OBJECTIVES = {
                   fixed_num_clips=True, grouped=False),
         Objective("corp_f", _corp_f_loss, head_classes=2, default_num_clips=2,
                   fixed_num_clips=True, grouped=False),
-        Objective("corp_m", _grouped(losses.corp_m_loss), head_classes=3, default_num_clips=4,
-                  fixed_num_clips=False, grouped=True),
+        Objective("corp_m", _grouped(losses.corp_m_loss, weighs_order=True), head_classes=3,
+                  default_num_clips=4, fixed_num_clips=False, grouped=True, weighs_order=True),
         Objective("order_only", _grouped(losses.order_only_loss), head_classes=2,
                   default_num_clips=4, fixed_num_clips=False, grouped=True),
         Objective("contrast_only", _grouped(losses.contrast_only_loss), head_classes=2,
@@ -123,8 +131,14 @@ def get_objective(name: str) -> Objective:
   return OBJECTIVES[name]
 
 
-def validate(objective: Objective, num_clips: int, per_device_batch: int, group_size: int):
-  """Raises a clear error when K or the group size does not fit the objective."""
+def validate(objective: Objective, num_clips: int, per_device_batch: int, group_size: int,
+             order_weight: float = 1.0):
+  """Raises a clear error when K, the group size or the order weight does not fit."""
+  losses.check_order_weight(order_weight)
+  if order_weight != 1.0 and not objective.weighs_order:
+    raise ValueError(
+        f"config.loss.order_weight={order_weight} weighs CORP_m's P2/P3 pairs against P1; "
+        f"objective {objective.name!r} has no such balance, keep it at 1.0")
   if objective.fixed_num_clips and num_clips != objective.default_num_clips:
     raise ValueError(
         f"objective {objective.name!r} needs config.data.num_clips = "
@@ -143,12 +157,15 @@ def validate(objective: Objective, num_clips: int, per_device_batch: int, group_
 
 
 def compute_loss(objective: Objective, z, starts, *, relate, relate_all,
-                 temperature: float, group_size: int, z_reversed=None):
+                 temperature: float, group_size: int, z_reversed=None,
+                 order_weight: float = 1.0):
   """Loss and metrics of one batch. z: [B, K, d] float32; starts: [B, K] int32.
 
   relate(z_i, z_j) -> [..., C] and relate_all(z: [M, d]) -> [M, M, C] apply the relation head
   to head inputs (`corp_jax.heads.relation_inputs`); objectives without a head ignore them.
-  z_reversed: optional [B, K, d], see the module docstring.
+  z_reversed: optional [B, K, d], see the module docstring. order_weight: CORP_m's factor on
+  its P2/P3 terms (`corp_jax.losses.corp_m`; 1.0 = the paper).
   """
   return objective.loss(z, starts, relate=relate, relate_all=relate_all,
-                        temperature=temperature, group_size=group_size, z_reversed=z_reversed)
+                        temperature=temperature, group_size=group_size, z_reversed=z_reversed,
+                        order_weight=order_weight)

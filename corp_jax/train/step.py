@@ -21,13 +21,15 @@ from corp_jax.train.state import TrainState
 
 def make_train_step(model, tx, schedule, objective: objectives_lib.Objective, *,
                     temperature: float, group_size: int, mesh,
-                    augment_fn: Callable | None = None, reversed_negatives: bool = False):
+                    augment_fn: Callable | None = None, reversed_negatives: bool = False,
+                    order_weight: float = 1.0):
   """Returns `step(state, batch, rng) -> (state, metrics)`, jitted over `mesh`.
 
   batch: {'clips': [B, K, T, H, W, 3], 'starts': [B, K], ...} global arrays.
   augment_fn: optional `(key, clips) -> clips` run on the device before the model.
   reversed_negatives: also run every clip played backwards (one forward pass over both, so
     BatchNorm sees both) as negatives (`objectives.compute_loss`; not in the paper).
+  order_weight: CORP_m's factor on its P2/P3 terms (`loss.order_weight`; 1.0 = the paper).
   """
 
   def train_step(state: TrainState, batch, rng):
@@ -49,7 +51,8 @@ def make_train_step(model, tx, schedule, objective: objectives_lib.Objective, *,
       relate_all = lambda zz: model.apply({"params": params}, zz, method=model.relate_all)
       loss, metrics = objectives_lib.compute_loss(
           objective, z, batch["starts"], relate=relate, relate_all=relate_all,
-          temperature=temperature, group_size=group_size, z_reversed=z_reversed)
+          temperature=temperature, group_size=group_size, z_reversed=z_reversed,
+          order_weight=order_weight)
       return loss, (metrics, mutated["batch_stats"])
 
     (loss, (metrics, batch_stats)), grads = jax.value_and_grad(
