@@ -16,6 +16,6 @@ from corp_jax.losses.corp_m import order_only_loss
 from corp_jax.losses.corp_m import pair_structure
 
 __all__ = [
-    "check_order_weight", "contrast_only_loss", "corp_f_loss", "corp_m_loss", "l2_normalize", "nt_xent",
-    "order_labels", "order_only_loss", "pair_structure",
+    "check_order_weight", "contrast_only_loss", "corp_f_loss", "corp_m_loss", "l2_normalize",
+    "nt_xent", "order_labels", "order_only_loss", "pair_structure",
 ]

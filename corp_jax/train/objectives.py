@@ -109,18 +109,23 @@ class Objective:
     return self.head_classes > 0
 
 
+def _grouped_objective(name: str, pair_loss: Callable, head_classes: int,
+                       weighs_order: bool = False) -> Objective:
+  """A Section 3.2-layout objective: groups of videos, K = 4 in the paper presets."""
+  return Objective(name, _grouped(pair_loss, weighs_order), head_classes=head_classes,
+                   default_num_clips=4, fixed_num_clips=False, grouped=True,
+                   weighs_order=weighs_order)
+
+
 OBJECTIVES = {
     o.name: o for o in (
         Objective("simclr", _simclr_loss, head_classes=0, default_num_clips=2,
                   fixed_num_clips=True, grouped=False),
         Objective("corp_f", _corp_f_loss, head_classes=2, default_num_clips=2,
                   fixed_num_clips=True, grouped=False),
-        Objective("corp_m", _grouped(losses.corp_m_loss, weighs_order=True), head_classes=3,
-                  default_num_clips=4, fixed_num_clips=False, grouped=True, weighs_order=True),
-        Objective("order_only", _grouped(losses.order_only_loss), head_classes=2,
-                  default_num_clips=4, fixed_num_clips=False, grouped=True),
-        Objective("contrast_only", _grouped(losses.contrast_only_loss), head_classes=2,
-                  default_num_clips=4, fixed_num_clips=False, grouped=True),
+        _grouped_objective("corp_m", losses.corp_m_loss, head_classes=3, weighs_order=True),
+        _grouped_objective("order_only", losses.order_only_loss, head_classes=2),
+        _grouped_objective("contrast_only", losses.contrast_only_loss, head_classes=2),
     )
 }
 
