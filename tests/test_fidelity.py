@@ -102,7 +102,8 @@ def test_tiny_protocol_runs_probes_both_families_and_resumes(tmp_path, monkeypat
           "--linear_preset", "test", "--in_process"]
   for item in ("data.embedded_num_train=16", "data.embedded_num_test=8",
                "data.embedded_frame_size=32", "data.embedded_num_frames=8",
-               "train.num_devices=2", "train.async_checkpoints=False"):
+               # Stride 1: the test views' clips start at distinct frames (pairs to order).
+               "data.stride=1", "train.num_devices=2", "train.async_checkpoints=False"):
     argv += ["--override", item]
   assert fidelity.main(argv) == 0
   out = tmp_path / "root" / "embedded"
@@ -115,7 +116,14 @@ def test_tiny_protocol_runs_probes_both_families_and_resumes(tmp_path, monkeypat
     assert 0.0 <= run["probe"]["motion"]["linear_direction"] <= 1.0 or np.isnan(
         run["probe"]["motion"]["linear_direction"])
   assert result["runs"][0]["order_acc"] is None and 0 <= result["runs"][1]["order_acc"] <= 1
-  assert "| corp_f | 1 |" in (out / "fidelity.md").read_text()
+  # The relation head's order on held-out videos' views (corp_f only: simclr has no head).
+  assert "order_views" not in result["runs"][0]["probe"]
+  views = result["runs"][1]["probe"]["order_views"]
+  assert views["test_videos"]["videos"] == 8 and views["train_videos"]["videos"] == 8
+  for split in ("test_videos", "train_videos"):
+    assert 0.0 <= views[split]["accuracy"] <= 1.0 and views[split]["pairs"] > 0
+  text = (out / "fidelity.md").read_text()
+  assert "| corp_f | 1 |" in text and "order acc, test videos" in text
 
   # A rerun finds every result and trains nothing.
   def no_training(*_, **__):
@@ -123,6 +131,13 @@ def test_tiny_protocol_runs_probes_both_families_and_resumes(tmp_path, monkeypat
   monkeypatch.setattr(fidelity, "_pretrain_in_process", no_training)
   monkeypatch.setattr(fidelity_probe, "probe", no_training)
   assert fidelity.main(argv) == 0
+  # --reprobe probes the recorded runs again and keeps their pretraining figures.
+  monkeypatch.setattr(fidelity_probe, "probe", lambda *_: {"motion": {"marker": 1}})
+  assert fidelity.main(argv + ["--reprobe"]) == 0
+  again = json.loads((out / "fidelity.json").read_text())["runs"]
+  assert all(r["probe"] == {"motion": {"marker": 1}} for r in again)
+  assert [r["pretrain_wall_s"] for r in again] == [r["pretrain_wall_s"] for r in result["runs"]]
+  assert all(r["reprobe"]["first_probe_wall_s"] is not None for r in again)
   # Other settings in the same folder are refused, not mixed in.
   with pytest.raises(SystemExit, match="other settings"):
     fidelity.main(argv[:argv.index("--steps") + 1] + ["3"] + argv[argv.index("--steps") + 2:])

@@ -22,7 +22,11 @@ ROOT/<set name>[_<tag>]/fidelity.{md,json}: per objective mean ± sd over seeds 
 of both probes on every family, the motion direction accuracy, order accuracy, and the wall
 time of pretraining and probing; plus every run. Resume: a run whose run.json records the same
 settings is skipped, a finished pretraining is not repeated (an unfinished one resumes from
-its checkpoint), so rerunning the same command after an interruption continues.
+its checkpoint), so rerunning the same command after an interruption continues;
+`--reprobe` probes the recorded runs again (pretraining kept; record['reprobe'] holds the
+new probe's wall and CPU time). For models with a relation head the probe also measures the
+head's same-video order on the test videos' views and on as many training videos'
+(`corp_jax.tools.view_order`): order on videos never trained on, beside the training metric.
 `--in_process` runs both steps in this process (tests; no memory isolation). `--jobs N` runs
 N (objective, seed) runs at a time (e.g. small runs sharing one GPU; each process then
 allocates accelerator memory on demand); the tables keep the (seed, objective) order.
@@ -195,24 +199,53 @@ def _run_logged(command: list, log_path: str) -> float:
   return usage.ru_utime + usage.ru_stime
 
 
+def _probe_step(args, workdir: str, run_dir: str, log_path: str) -> tuple[dict, float]:
+  """Probes the final backbone of `workdir`: (probe result, CPU seconds of the subprocess)."""
+  if args.in_process:
+    return fidelity_probe.probe(workdir, args.set, args.linear_preset, args.source), 0.0
+  probe_path = os.path.join(run_dir, "probe.json")
+  command = [_PYTHON, "-m", "corp_jax.tools.fidelity_probe", workdir, args.set, probe_path,
+             "--source", args.source]
+  if args.linear_preset:
+    command += ["--linear_preset", args.linear_preset]
+  cpu_s = _run_logged(command, log_path)
+  with open(probe_path) as f:
+    return json.load(f), cpu_s
+
+
+def _write_record(record_path: str, record: dict) -> None:
+  with open(record_path + ".partial", "w") as f:
+    json.dump(record, f, indent=2)
+  os.replace(record_path + ".partial", record_path)
+
+
 def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> dict:
-  """Pretrains and probes one (objective, seed), or returns its recorded result."""
+  """Pretrains and probes one (objective, seed), or returns its recorded result (probed
+  again, the pretraining figures kept, with `--reprobe`)."""
   record_path = os.path.join(run_dir, "run.json")
   settings = {"objective": objective, "seed": seed, "steps": args.steps, "preset": args.preset,
               "set": args.set, "overrides": list(args.override),
               "linear_preset": args.linear_preset}
   if args.source != "records":  # records made before the option keep matching
     settings["source"] = args.source
+  workdir = os.path.join(run_dir, "pretrain")
+  log_path = os.path.join(run_dir, "log.txt")
   if os.path.exists(record_path):
     with open(record_path) as f:
       record = json.load(f)
-    if record.get("settings") == settings:
+    if record.get("settings") != settings:
+      raise SystemExit(f"error: {record_path} was run with other settings "
+                       f"({record.get('settings')}); use another --root or --tag")
+    if not getattr(args, "reprobe", False):
       return record
-    raise SystemExit(f"error: {record_path} was run with other settings "
-                     f"({record.get('settings')}); use another --root or --tag")
+    started = time.time()
+    record["probe"], cpu_s = _probe_step(args, workdir, run_dir, log_path)
+    record["reprobe"] = {"wall_s": round(time.time() - started, 1),
+                         "cpu_s": None if args.in_process else round(cpu_s, 1),
+                         "first_probe_wall_s": record.get("probe_wall_s")}
+    _write_record(record_path, record)
+    return record
   os.makedirs(run_dir, exist_ok=True)
-  workdir = os.path.join(run_dir, "pretrain")
-  log_path = os.path.join(run_dir, "log.txt")
   overrides = pretrain_overrides(args, manifest, seed)
   load = {"pretrain_start": os.getloadavg()[0]}
   cpu_s = 0.0
@@ -227,17 +260,8 @@ def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> di
     pretrain_s = round(time.time() - started, 1)
   load["probe_start"] = os.getloadavg()[0]
   started = time.time()
-  probe_path = os.path.join(run_dir, "probe.json")
-  if args.in_process:
-    probe = fidelity_probe.probe(workdir, args.set, args.linear_preset, args.source)
-  else:
-    command = [_PYTHON, "-m", "corp_jax.tools.fidelity_probe", workdir, args.set, probe_path,
-               "--source", args.source]
-    if args.linear_preset:
-      command += ["--linear_preset", args.linear_preset]
-    cpu_s += _run_logged(command, log_path)
-    with open(probe_path) as f:
-      probe = json.load(f)
+  probe, probe_cpu_s = _probe_step(args, workdir, run_dir, log_path)
+  cpu_s += probe_cpu_s
   load["probe_end"] = os.getloadavg()[0]
   record = {"settings": settings, "probe": probe,
             "order_acc": order_accuracy_at_end(workdir),
@@ -246,9 +270,7 @@ def run_one(args, manifest: dict, objective: str, seed: int, run_dir: str) -> di
             # CPU seconds of the subprocesses (user + system): a figure the other jobs on a
             # shared machine do not inflate the way they inflate wall time.
             "cpu_s": None if args.in_process else round(cpu_s, 1)}
-  with open(record_path + ".partial", "w") as f:
-    json.dump(record, f, indent=2)
-  os.replace(record_path + ".partial", record_path)
+  _write_record(record_path, record)
   return record
 
 
@@ -307,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--jobs", type=int, default=1,
                  help="runs at a time (subprocesses; e.g. several small runs sharing one GPU, "
                       "whose memory each then allocates on demand)")
+  p.add_argument("--reprobe", action="store_true",
+                 help="probe again the runs already recorded with the same settings (their "
+                      "pretraining is kept), e.g. after the probe gained a measure")
   p.add_argument("--in_process", action="store_true",
                  help="run pretraining and probes in this process (tests)")
   return p

@@ -25,12 +25,17 @@ each family
           videos as the normalised mean of their views.
 For a family with reversal pairs (motion) it also reports, per probe, the direction accuracy:
 among test videos predicted inside their own reversal pair, the share given the right member
-(0.5 = no sense of direction). Returns and writes {family: {'linear_top1', 'knn_top1',
-'num_classes', 'linear_direction', 'knn_direction', ...}, 'timing': {...}}.
+(0.5 = no sense of direction). For a model with a relation head (corp_f, corp_m,
+order_only), 'order_views': the head's same-video order accuracy on the test videos' views
+and on as many training videos' views (`corp_jax.tools.view_order`: order on videos never
+trained on, against order that may be learned per video). Returns and writes {family:
+{'linear_top1', 'knn_top1', 'num_classes', 'linear_direction', 'knn_direction', ...},
+'order_views': {'test_videos': {'accuracy', ...}, 'train_videos': {...}}, 'timing': {...}}.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -131,6 +136,27 @@ def _inputs(source: str, manifest: dict):
   return array_data, array_data.read_labels
 
 
+def held_out_order(pretrain_workdir: str, step: int, config, data, inputs, test: dict,
+                   feature_fn) -> dict | None:
+  """The relation head's same-video order on the test videos' views and on as many
+  training videos' views (`corp_jax.tools.view_order`); None without a relation head or
+  with one clip per test video (`eval.num_clips` = 1: no pair to order)."""
+  from corp_jax.tools import view_order  # pylint: disable=g-import-not-at-top
+  clips, crops = int(config.eval.num_clips), int(config.eval.num_crops)
+  if clips < 2:
+    return None
+  head = view_order.HeadOrder(pretrain_workdir, step)
+  if not head.applies:
+    return None
+  test_order = head.score(test["outputs"], clips, crops)
+  train = view_order.first_video_views(
+      inputs.eval_stream(config, dataclasses.replace(data, eval_source=data.train_source)),
+      feature_fn, len(test["outputs"]))
+  train_order = head.score(train["outputs"], clips, crops)
+  return {"test_videos": dict(test_order, videos=int(len(test["outputs"]))),
+          "train_videos": dict(train_order, videos=int(len(train["outputs"])))}
+
+
 def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "",
           source: str = "records") -> dict:
   """See the module docstring."""
@@ -178,6 +204,10 @@ def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "",
       entry["reversal_confusion"] = views.reversal_confusion(
           scored["summary"]["confusion"], pairs, names)
     results[family] = entry
+  order = held_out_order(pretrain_workdir, backbone.step, config, data, inputs, test,
+                         feature_fn)
+  if order is not None:
+    results["order_views"] = order
   results["timing"] = {"feature_extraction_s": round(extract_seconds, 2),
                        "total_s": round(time.time() - started, 2),
                        "train_views": int(len(train["label"])),

@@ -5,7 +5,9 @@ Contract: `summarize(records) -> dict` groups run records (`fidelity.run_one`) b
 (ddof = 1; 0 with one seed) and the number of seeds that have the value. Columns:
 `<family> linear`, `<family> kNN` (top-1, %), `<family> direction (linear)` for families with
 reversal pairs (%), `overlapping clip pairs %` (same-video training clip pairs that share
-frames, `fidelity.clip_overlap`), `order acc` (same-video, training batches), `order leaves
+frames, `fidelity.clip_overlap`), `order acc` (same-video, training batches), for models
+with a relation head `order acc, test videos` and `order acc, train videos` (the head on the
+linear probe's views of held-out and of as many training videos, `view_order`), `order leaves
 chance (step)` (`fidelity.order_leaves_chance`; blank where it never does), `pretrain s`,
 `probe s` (wall), `CPU s` (user + system of both subprocesses).
 `markdown(summary, title) -> str` renders it, a value as `mean ± sd` (`–` where absent);
@@ -32,6 +34,10 @@ def _columns(record: dict) -> dict:
   overlap = record.get("clip_overlap")
   cols["overlapping clip pairs %"] = None if not overlap else 100.0 * overlap["share"]
   cols["order acc"] = record.get("order_acc")
+  views = probe.get("order_views")
+  if views:
+    cols["order acc, test videos"] = views["test_videos"]["accuracy"]
+    cols["order acc, train videos"] = views["train_videos"]["accuracy"]
   if "order_leaves_chance" in record:
     cols["order leaves chance (step)"] = record["order_leaves_chance"]
   cols["pretrain s"] = record.get("pretrain_wall_s")
@@ -75,7 +81,7 @@ def summarize(records: list[dict]) -> dict:
 def _cell(stat: dict | None, name: str) -> str:
   if not stat:
     return "–"
-  digits = 3 if name == "order acc" else 0 if name.endswith((" s", "(step)")) else 1
+  digits = 3 if name.startswith("order acc") else 0 if name.endswith((" s", "(step)")) else 1
   text = f"{stat['mean']:.{digits}f}"
   if stat["n"] > 1:
     text += f" ± {stat['sd']:.{digits}f}"

@@ -103,6 +103,8 @@ class ProbedModel:
     self._forward = jax.jit(self._layers)
     self._relate = jax.jit(lambda v, x, y: self.module.apply(
         {"params": v["params"]}, x, y, method=self.module.relate))
+    self._head_inputs = jax.jit(lambda v, h: heads.relation_inputs(self.module.apply(
+        v, h.astype(jnp.float32), method=lambda m, f: m.projection(f, train=False))))
 
   def _layers(self, variables, clips):
     wanted = set(self._stage_blocks.values()) | {"stem_bn"}
@@ -131,6 +133,19 @@ class ProbedModel:
       got = jax.device_get(self._forward(self.variables, jnp.asarray(chunk)))
       parts.append({k: v[:len(chunk) - pad] for k, v in got.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+  def head_inputs(self, features: np.ndarray) -> np.ndarray:
+    """Backbone features h [N, F] -> the relation head's inputs [N, d] float32: the
+    projection (BatchNorm in inference mode), then `heads.relation_inputs`, as in `layers`."""
+    parts = []
+    for lo in range(0, len(features), _CHUNK):
+      chunk = np.asarray(features[lo:lo + _CHUNK], np.float32)
+      pad = _CHUNK - len(chunk)
+      if pad:
+        chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+      parts.append(np.asarray(self._head_inputs(self.variables, jnp.asarray(chunk)),
+                              np.float32)[:len(chunk) - pad])
+    return np.concatenate(parts)
 
   def earlier_score(self, head_in_i: np.ndarray, head_in_j: np.ndarray) -> np.ndarray:
     """> 0 where the head says clip i is earlier than clip j; [N] float32."""
