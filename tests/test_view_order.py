@@ -49,7 +49,7 @@ def test_view_reader_keeps_real_videos_and_stops_early():
     for lo in (0, 3):
       yield {"clips": np.full((4, 2, 1, 1, 1, 3), lo, np.float32) + np.arange(4)[
                  :, None, None, None, None, None],
-             "video_id": np.array([lo, lo + 1, lo + 2, -1]),
+             "video_id": np.array([lo, lo + 1, lo + 2, -1]), "label": np.zeros(4, int),
              "mask": np.array([True, True, True, False])}
     raise AssertionError("read past the videos asked for")
 
@@ -57,7 +57,7 @@ def test_view_reader_keeps_real_videos_and_stops_early():
   np.testing.assert_array_equal(got["video_id"], [0, 1, 2, 3, 4])
   assert got["outputs"].shape == (5, 2, 1)
   np.testing.assert_array_equal(got["outputs"][:, 0, 0], [0, 1, 2, 3, 4])
-  with pytest.raises(ValueError, match="no videos"):
+  with pytest.raises(ValueError, match="yielded no videos"):
     view_order.first_video_views(iter([]), lambda c: c, 3)
 
 

@@ -25,7 +25,7 @@ Contract:
       'by_clip_gap': {gap: accuracy}}` (gap = b - a in clip indices).
   `pair_order_accuracy(head_inputs [N, C, K, d], distinct [N, C, C, K], earlier) -> dict`:
       the counting, for any `earlier(x [M, d], y [M, d]) -> [M]` (> 0: x earlier).
-  `first_video_views(batches, fn, num_videos) -> {'outputs': [n, V, F], 'video_id': [n]}`:
+  `first_video_views(batches, fn, num_videos) -> {'outputs': [n, V, F], 'label', 'video_id'}`:
       `fn` on the views of the first `num_videos` real videos of an evaluation stream.
 """
 
@@ -92,19 +92,18 @@ class HeadOrder:
 
 def first_video_views(batches: Iterator[dict], fn: Callable[[np.ndarray], np.ndarray],
                       num_videos: int) -> dict:
-  """`fn` on every view of the first `num_videos` real (unmasked) videos of an evaluation
-  stream (batches of clips [B, V, T, S, S, 3], video_id, mask); stops reading there."""
-  outputs, ids, have = [], [], 0
-  for batch in batches:
-    mask = np.asarray(batch["mask"], bool)
-    clips = np.asarray(batch["clips"])[mask][:num_videos - have]
-    if len(clips):
-      b, v = clips.shape[:2]
-      outputs.append(np.asarray(fn(clips.reshape((b * v,) + clips.shape[2:]))).reshape(b, v, -1))
-      ids.append(np.asarray(batch["video_id"])[mask][:len(clips)])
-      have += len(clips)
-    if have >= num_videos:
-      break
-  if not outputs:
-    raise ValueError("the evaluation stream yielded no videos")
-  return {"outputs": np.concatenate(outputs), "video_id": np.concatenate(ids)}
+  """`sharded_views.map_views` (fn on every view of every real video) over the first
+  `num_videos` real videos of an evaluation stream; reads no batch past the one holding the
+  last of them."""
+  from corp_jax.evaluate import sharded_views  # pylint: disable=g-import-not-at-top
+
+  def leading_batches():
+    have = 0
+    for batch in batches:
+      yield batch
+      have += int(np.sum(batch["mask"]))
+      if have >= num_videos:
+        return
+
+  views = sharded_views.map_views(leading_batches(), fn)
+  return {key: value[:num_videos] for key, value in views.items()}
