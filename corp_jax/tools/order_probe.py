@@ -86,6 +86,20 @@ def render_videos(pre_data, split: str, num_videos: int, crop_size: int, seed: i
   return np.stack(frames), motions[:num_videos], appearances[:num_videos]
 
 
+def _in_chunks(fn, x: np.ndarray):
+  """fn on zero-padded chunks of `_CHUNK` rows of x (one compiled shape), the rows of its
+  outputs (an array or a dict of arrays) kept and concatenated, as NumPy."""
+  parts = []
+  for lo in range(0, len(x), _CHUNK):
+    chunk = x[lo:lo + _CHUNK]
+    pad = _CHUNK - len(chunk)
+    if pad:
+      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+    got = jax.device_get(fn(jnp.asarray(chunk)))
+    parts.append(jax.tree_util.tree_map(lambda a, n=len(chunk) - pad: np.asarray(a)[:n], got))
+  return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
+
+
 class ProbedModel:
   """A pretraining workdir's model, returning every probed layer for a batch of clips."""
 
@@ -124,28 +138,13 @@ class ProbedModel:
 
   def layers(self, clips: np.ndarray) -> dict:
     """clips [N, T, S, S, 3] float32 -> {layer: [N, F] float32 NumPy}."""
-    parts = []
-    for lo in range(0, len(clips), _CHUNK):
-      chunk = clips[lo:lo + _CHUNK]
-      pad = _CHUNK - len(chunk)
-      if pad:
-        chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-      got = jax.device_get(self._forward(self.variables, jnp.asarray(chunk)))
-      parts.append({k: v[:len(chunk) - pad] for k, v in got.items()})
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return _in_chunks(lambda c: self._forward(self.variables, c), clips)
 
   def head_inputs(self, features: np.ndarray) -> np.ndarray:
     """Backbone features h [N, F] -> the relation head's inputs [N, d] float32: the
     projection (BatchNorm in inference mode), then `heads.relation_inputs`, as in `layers`."""
-    parts = []
-    for lo in range(0, len(features), _CHUNK):
-      chunk = np.asarray(features[lo:lo + _CHUNK], np.float32)
-      pad = _CHUNK - len(chunk)
-      if pad:
-        chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-      parts.append(np.asarray(self._head_inputs(self.variables, jnp.asarray(chunk)),
-                              np.float32)[:len(chunk) - pad])
-    return np.concatenate(parts)
+    return _in_chunks(lambda h: self._head_inputs(self.variables, h),
+                      np.asarray(features, np.float32))
 
   def earlier_score(self, head_in_i: np.ndarray, head_in_j: np.ndarray) -> np.ndarray:
     """> 0 where the head says clip i is earlier than clip j; [N] float32."""

@@ -40,7 +40,7 @@ def pair_order_accuracy(head_inputs: np.ndarray, distinct: np.ndarray,
                         earlier: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict:
   """head_inputs [N, C, K, d] (video, clip, crop); distinct[n, a, b, k]: clips a and b of
   video n, crop k, differ. Both presentations of every distinct pair a < b are scored."""
-  n, num_clips, num_crops, dim = head_inputs.shape
+  num_clips = head_inputs.shape[1]
   right_by_gap = {}
   for gap in range(1, num_clips):
     a = np.arange(num_clips - gap)
