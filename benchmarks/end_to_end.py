@@ -60,7 +60,8 @@ def build(config, num_devices: int):
     augment_fn = lambda key, clips: augment_jax.augment_clips(key, clips, aug_cfg)
   step = step_lib.make_train_step(model, tx, schedule, objective,
                                   temperature=config.loss.temperature,
-                                  group_size=config.loss.group_size, mesh=mesh,
+                                  group_size=objectives_lib.resolve_group_size(
+                                      config.loss.group_size, split.per_device), mesh=mesh,
                                   augment_fn=augment_fn)
   clips_per_step = split.global_batch * config.data.num_clips
   return step, state, train_inputs.iterator, mesh, jax.random.key(1), clips_per_step

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from corp_jax import config_defaults
 from corp_jax.config_defaults import PRESETS
 from corp_jax.evaluate import config_defaults as eval_defaults
 
@@ -108,3 +109,21 @@ def test_a_group_size_that_does_not_divide_the_device_batch_names_the_fix():
   with pytest.raises(ValueError, match=r"group_size=8 must divide the per-device batch 4.*"
                                        r"multiple of 8 x the number of devices"):
     objectives.validate(corp_m, num_clips=2, per_device_batch=4, group_size=8)
+
+
+def test_group_size_zero_is_the_whole_per_device_batch():
+  from corp_jax.train import objectives
+  assert objectives.resolve_group_size(0, 32) == 32
+  assert objectives.resolve_group_size(8, 32) == 8
+  demo = config_defaults.pretrain_config("corp_m")
+  assert demo.loss.group_size == 0  # the demo's recipe: one group per device
+  assert objectives.resolve_group_size(demo.loss.group_size, demo.optim.batch_size) == 32
+  assert config_defaults.pretrain_config("corp_m", "k400").loss.group_size == 8
+  corp_m = objectives.get_objective("corp_m")
+  objectives.validate(corp_m, num_clips=2, per_device_batch=4, group_size=0)
+  with pytest.raises(ValueError, match=r"group_size must be >= 2 videos, got 1 \(0 = the "
+                                       r"per-device batch, 1 here\)"):
+    objectives.validate(corp_m, num_clips=2, per_device_batch=1, group_size=0)
+  for bad in (-1, 2.5, True):
+    with pytest.raises(ValueError, match=r"config.loss.group_size must be an integer >= 2, or 0"):
+      objectives.resolve_group_size(bad, 32)

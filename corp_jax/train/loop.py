@@ -122,7 +122,8 @@ def _pretrain(config, workdir: str, managers):
     augment_fn = lambda key, clips: augment_jax.augment_clips(key, clips, aug_cfg)
   train_step = step_lib.make_train_step(
       model, tx, schedule, objective, temperature=config.loss.temperature,
-      group_size=config.loss.group_size, mesh=mesh, augment_fn=augment_fn,
+      group_size=objectives_lib.resolve_group_size(config.loss.group_size, split.per_device),
+      mesh=mesh, augment_fn=augment_fn,
       reversed_negatives=bool(config.loss.get("reversed_negatives", False)),
       order_weight=order_weight)
 

@@ -15,7 +15,9 @@ names, default K and grouping from `OBJECTIVES`.
 
 For the group objectives the batch is reshaped `[B, K] -> [B/g, g·K]` with g = group_size
 videos per group; the train step keeps groups inside one device (the paper counts video
-pairs "within each GPU"), so g must divide the per-device batch.
+pairs "within each GPU"), so g must divide the per-device batch. `config.loss.group_size = 0`
+means the whole per-device batch, the paper's "within each GPU" read literally
+(`resolve_group_size`).
 
 Not in the paper: `z_reversed` (optional [B, K, d], the projections of the time-reversed clips,
 `loss.reversed_negatives`). simclr, corp_f: extra negatives of the InfoNCE term. Grouped
@@ -136,9 +138,23 @@ def get_objective(name: str) -> Objective:
   return OBJECTIVES[name]
 
 
+def resolve_group_size(group_size: int, per_device_batch: int) -> int:
+  """g, the videos per group: `config.loss.group_size`, with 0 = the whole per-device batch.
+
+  Raises ValueError for a group size that is not an integer >= 0.
+  """
+  if isinstance(group_size, bool) or int(group_size) != group_size or group_size < 0:
+    raise ValueError(f"config.loss.group_size must be an integer >= 2, or 0 for the whole "
+                     f"per-device batch, got {group_size!r}")
+  return int(group_size) or int(per_device_batch)
+
+
 def validate(objective: Objective, num_clips: int, per_device_batch: int, group_size: int,
              order_weight: float = 1.0):
-  """Raises a clear error when K, the group size or the order weight does not fit."""
+  """Raises a clear error when K, the group size or the order weight does not fit.
+
+  group_size as in the config (0 = the whole per-device batch, `resolve_group_size`).
+  """
   losses.check_order_weight(order_weight)
   if order_weight != 1.0 and not objective.weighs_order:
     raise ValueError(
@@ -151,8 +167,12 @@ def validate(objective: Objective, num_clips: int, per_device_batch: int, group_
   if num_clips < 2:
     raise ValueError(f"config.data.num_clips must be >= 2 for {objective.name!r}, got {num_clips}")
   if objective.grouped:
+    configured = group_size
+    group_size = resolve_group_size(group_size, per_device_batch)
     if group_size < 2:
-      raise ValueError(f"config.loss.group_size must be >= 2 videos, got {group_size}")
+      raise ValueError(f"config.loss.group_size must be >= 2 videos, got {group_size}"
+                       + (f" (0 = the per-device batch, {per_device_batch} here)"
+                          if configured == 0 else ""))
     if per_device_batch % group_size:
       raise ValueError(
           f"config.loss.group_size={group_size} must divide the per-device batch "
