@@ -244,7 +244,7 @@ def test_kept_resizes_give_the_same_clips_over_epochs(sets, cache_mb):
     next(array_stream.train_batches(split, cache_mb=-1, **args))
 
 
-def test_array_source_refuses_random_crops_and_augments_on_the_accelerator():
+def test_array_source_checks_the_crop_area_and_augments_on_the_accelerator():
   from corp_jax.train import array_inputs  # pylint: disable=g-import-not-at-top
   from corp_jax.train import inputs  # pylint: disable=g-import-not-at-top
   config = pretrain_config("corp_f")
@@ -256,9 +256,15 @@ def test_array_source_refuses_random_crops_and_augments_on_the_accelerator():
     config.data.aug_flip_prob = 0.5
   assert array_inputs.accelerator_augments(config.data)
   with config.unlocked():
-    config.data.aug_crop_area_min = 0.3
-  with pytest.raises(ValueError, match="aug_crop_area_min"):
-    inputs.validate_data_config(config.data)
+    config.data.aug_crop_area_min = 0.3  # the paper's crop: cut on the host
+  inputs.validate_data_config(config.data)
+  assert array_inputs.crop_ranges(config.data) == {"crop_area_range": (0.3, 1.0),
+                                                   "crop_aspect_ratio_range": (0.5, 2.0)}
+  for bad in (0.0, 1.5):
+    with config.unlocked():
+      config.data.aug_crop_area_min = bad
+    with pytest.raises(ValueError, match="config.data.aug_crop_area_min"):
+      inputs.validate_data_config(config.data)
 
 
 @pytest.mark.slow
@@ -315,7 +321,8 @@ def test_tiny_protocol_on_arrays_runs_without_tensorflow(tmp_path):
           "--linear_preset", "test", "--in_process"]
   for item in ("data.embedded_num_train=16", "data.embedded_num_test=8",
                "data.embedded_frame_size=32", "data.embedded_num_frames=8",
-               "train.num_devices=2", "train.async_checkpoints=False"):
+               "train.num_devices=2", "train.async_checkpoints=False",
+               "data.aug_crop_area_min=0.3"):  # the paper's crop, cut on the host
     argv += ["--override", item]
   env = dict(os.environ, CORP_JAX_CACHE=str(tmp_path / "cache"))
   result = subprocess.run([sys.executable, "-c", _NO_TF_RUN, json.dumps(argv)],
@@ -330,5 +337,6 @@ def test_tiny_protocol_on_arrays_runs_without_tensorflow(tmp_path):
   assert set(run["probe"]) >= {"appearance", "motion"} and 0 <= run["order_acc"] <= 1
   config = json.loads((out / "corp_f" / "seed0" / "pretrain" / "config.json").read_text())
   assert config["data"]["source"] == "embedded_arrays"
+  assert config["data"]["aug_crop_area_min"] == 0.3
   assert os.listdir(tmp_path / "cache" / "embedded") == [
       embedded.config_name(0, 16, 8, 32, 8) + "-arrays"]  # no TFRecords were written

@@ -16,6 +16,13 @@ Contract:
   `eval_views(video [L, H, W, 3] uint8, ...)` -> float32 [N * C, T, S, S, 3] in [0, 1]: the
       views `eval_pipeline` makes of one video (N uniform clips, short side resized to
       `resize_short`, C crops).
+  `sample_crop_window(rng, height, width, area_range, aspect_ratio_range)` -> (top, left,
+      h, w): a random resized crop window (section 3.2's crop, CVRL's `random_crop_resize`),
+      drawn by the rule of TF's `sample_distorted_bounding_box` that `crop.sample_crop_window_tf`
+      uses (min_object_covered 0, 10 attempts): per attempt an aspect ratio w/h uniform in
+      the range, then a height uniform over the integers whose area lies in the range, the
+      width its rounded product, the offsets uniform; the whole frame when no attempt fits.
+      The same distribution as TF's, not the same numbers (NumPy's generator draws them).
 """
 
 from __future__ import annotations
@@ -53,6 +60,54 @@ def resize_bilinear(frames: np.ndarray, height: int, width: int) -> np.ndarray:
   top = horizontal[..., [position[int(r)] for r in y_lo], :, :]
   bottom = horizontal[..., [position[int(r)] for r in y_hi], :, :]
   return top + (bottom - top) * y_lerp[:, None, None]
+
+
+_CROP_ATTEMPTS = 10  # as crop.sample_crop_window_tf
+
+
+def _crop_of_aspect(rng: np.random.Generator, height: int, width: int, min_area: float,
+                    max_area: float, aspect: float):
+  """One attempt of TF's GenerateRandomCrop at a drawn aspect ratio: (h, w) or None."""
+  low = int(np.rint(np.sqrt(min_area / aspect)))
+  high = int(np.rint(np.sqrt(max_area / aspect)))
+  if np.rint(high * aspect) > width:  # the tallest window whose rounded width still fits
+    high = int((width + 0.5 - 1e-7) / aspect)
+    if np.rint(high * aspect) > width:
+      high -= 1
+  high = min(high, height)
+  low = min(low, high)
+  crop_h = low + int(rng.integers(high - low + 1)) if low < high else low
+  crop_w = int(np.rint(crop_h * aspect))
+  if crop_w * crop_h < min_area:  # rounding left the area just short: one row more
+    crop_h += 1
+    crop_w = int(np.rint(crop_h * aspect))
+  if crop_w * crop_h > max_area:  # or just over: one row less
+    crop_h -= 1
+    crop_w = int(np.rint(crop_h * aspect))
+  area = crop_w * crop_h
+  if not (min_area <= area <= max_area and 0 < crop_w <= width and 0 < crop_h <= height):
+    return None
+  return crop_h, crop_w
+
+
+def sample_crop_window(rng: np.random.Generator, height: int, width: int,
+                       area_range, aspect_ratio_range) -> tuple[int, int, int, int]:
+  """(top, left, h, w) of a random resized crop of a height x width frame (see above)."""
+  min_area = float(area_range[0]) * height * width
+  max_area = float(area_range[1]) * height * width
+  lo, hi = float(aspect_ratio_range[0]), float(aspect_ratio_range[1])
+  for _ in range(_CROP_ATTEMPTS):
+    size = _crop_of_aspect(rng, height, width, min_area, max_area,
+                           rng.random() * (hi - lo) + lo)
+    if size is None:
+      continue
+    crop_h, crop_w = size
+    # TF draws offsets in [0, H - h) (a window never starts at the last possible offset
+    # unless it fills the side).
+    top = int(rng.integers(height - crop_h)) if crop_h < height else 0
+    left = int(rng.integers(width - crop_w)) if crop_w < width else 0
+    return top, left, crop_h, crop_w
+  return 0, 0, height, width
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:

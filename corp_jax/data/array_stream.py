@@ -10,22 +10,28 @@ Contract:
       `label_key` family), video_id [B] int32 (the video's index in the split: the id the
       TFRecord pipeline gives the same video).
     Each clip is the whole frame resized to S x S (`array_frames.resize_bilinear`, TF's
-    resize), i.e. the TF pipeline with crop area 1; `flip_prob` flips clips horizontally
-    (linear-evaluation views); no colour or blur here (the train step's `augment_jax` does
-    them on uint8 clips). Options as in `pipeline`: `min_start_gap`, `reverse_prob` (the
+    resize), i.e. the TF pipeline with crop area 1, or with `crop_area_range` below 1 a
+    random resized crop: one window per clip, shared by its T frames, drawn as the TF
+    pipeline draws it (`array_frames.sample_crop_window`: the same distribution, not the
+    same numbers), then resized to S x S; `flip_prob` flips clips horizontally; no colour
+    or blur here (the train step's `augment_jax` does them on uint8 clips). Options as in `pipeline`: `min_start_gap`, `reverse_prob` (the
     whole video played backwards, starts kept), `shuffle_frames` (each clip's frames in a
     random order).
     Determinism and resume: the global stream is a pure function of `seed`. Element n
     (counting across epochs) shows video perm_e[n mod N] of the permutation of epoch
     e = n // N drawn from default_rng([seed, 0, e]), with its random draws from
     default_rng([seed, 1, n]) in a fixed order (Eq. 3 uniforms [max_tries, K], reversal,
-    frame order, flips). Batch `step` holds elements [step * G, (step + 1) * G), G = B * P
+    frame order, flips, then the crop windows of clips 1..K when cropping: the earlier
+    draws, and so the clips' frames, do not depend on the crop setting). Batch `step` holds elements [step * G, (step + 1) * G), G = B * P
     the global batch, and process p yields rows [p B, (p + 1) B) of it: `start_step=N` yields
     exactly batches N, N+1, ... of the `start_step=0` stream, for any number of processes.
     `cache_mb` > 0 keeps the whole-frame resize of each video it meets (float32, up to that
     many megabytes per process), so a video is resized once rather than on every visit
     (on the 4,000-video photo set the resize was most of the stream's time); the resize is
-    per frame, so the clips are bit-identical with or without it.
+    per frame, so the clips are bit-identical with or without it (cropped clips are cut
+    from the frames on every visit and do not use it).
+  `cropped_clip_pixels(video, indices [K, T], windows [K x (top, left, h, w)], crop_size,
+      flips, output_uint8)`: clip k cut to window k, then resized to S x S.
   `clip_pixels(video, indices [K, T], crop_size, flips, output_uint8)`: the clips of one
       video at given frame indices (also what tests compare with the TF pipeline).
   `eval_batches(split_info, *, batch_size, num_clips, num_crops, clip_len, stride, crop_size,
@@ -52,12 +58,34 @@ def _positive(name: str, value) -> None:
     raise ValueError(f"array_stream: {name} must be a positive integer, got {value!r}")
 
 
+def _check_crop_ranges(area_range, aspect_ratio_range) -> None:
+  lo, hi = (float(v) for v in area_range)
+  if not 0.0 < lo <= hi <= 1.0:
+    raise ValueError(f"array_stream: crop_area_range (config.data.aug_crop_area_min, 1) must "
+                     f"satisfy 0 < min <= max <= 1, got {tuple(area_range)!r}")
+  lo, hi = (float(v) for v in aspect_ratio_range)
+  if not 0.0 < lo <= hi:
+    raise ValueError(f"array_stream: crop_aspect_ratio_range must satisfy 0 < min <= max, "
+                     f"got {tuple(aspect_ratio_range)!r}")
+
+
 def clip_pixels(video: np.ndarray, indices: np.ndarray, crop_size: int,
                 flips: Optional[np.ndarray] = None, output_uint8: bool = False) -> np.ndarray:
   """video [L, H, W, 3] uint8, indices [K, T] -> [K, T, S, S, 3] (float32 [0, 1] or uint8)."""
   frames = np.asarray(video[np.asarray(indices).reshape(-1)])
   resized = array_frames.resize_bilinear(frames, crop_size, crop_size)
   return _finish_clips(resized, indices.shape, flips, output_uint8)
+
+
+def cropped_clip_pixels(video: np.ndarray, indices: np.ndarray, windows, crop_size: int,
+                        flips: Optional[np.ndarray] = None,
+                        output_uint8: bool = False) -> np.ndarray:
+  """video [L, H, W, 3] uint8, indices [K, T], K windows -> [K, T, S, S, 3]."""
+  indices = np.asarray(indices)
+  resized = [array_frames.resize_bilinear(
+      np.asarray(video[clip_indices, top:top + height, left:left + width]), crop_size,
+      crop_size) for clip_indices, (top, left, height, width) in zip(indices, windows)]
+  return _finish_clips(np.concatenate(resized), indices.shape, flips, output_uint8)
 
 
 class ResizedVideos:
@@ -98,12 +126,19 @@ def _finish_clips(resized: np.ndarray, shape, flips, output_uint8: bool) -> np.n
 
 def _element_indices(rng: np.random.Generator, num_frames: int, *, num_clips: int,
                      clip_len: int, stride: int, max_tries: int, min_start_gap: int,
-                     reverse_prob: float, shuffle_frames: bool, flip_prob: float):
-  """(starts [K], frame indices [K, T], flips [K]) of one element; draws in a fixed order."""
+                     reverse_prob: float, shuffle_frames: bool, flip_prob: float,
+                     frame_shape, crop_area_range, crop_aspect_ratio_range):
+  """(starts [K], frame indices [K, T], flips [K], crop windows or None) of one element;
+  draws in a fixed order."""
   draws = rng.random((max_tries, num_clips), dtype=np.float64)
   backwards = rng.random() < reverse_prob
   order_keys = rng.random((num_clips, clip_len))
   flips = rng.random(num_clips) < flip_prob
+  windows = None
+  if crop_area_range[0] < 1.0:
+    windows = [array_frames.sample_crop_window(rng, frame_shape[0], frame_shape[1],
+                                               crop_area_range, crop_aspect_ratio_range)
+               for _ in range(num_clips)]
   starts = sampling.starts_from_draws(draws, num_frames, clip_len, stride, num_clips,
                                       min_start_gap)
   indices = sampling.clip_frame_indices(starts, clip_len, stride, num_frames)
@@ -111,7 +146,7 @@ def _element_indices(rng: np.random.Generator, num_frames: int, *, num_clips: in
     indices = num_frames - 1 - indices
   if shuffle_frames:
     indices = np.take_along_axis(indices, np.argsort(order_keys, axis=1, kind="stable"), 1)
-  return starts, indices, flips
+  return starts, indices, flips, windows
 
 
 def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: int,
@@ -120,7 +155,8 @@ def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: i
                   max_tries: int = sampling.DEFAULT_MAX_TRIES, min_start_gap: int = 0,
                   reverse_prob: float = 0.0, shuffle_frames: bool = False,
                   flip_prob: float = 0.0, output_uint8: bool = False,
-                  cache_mb: float = 0.0) -> Iterator[dict]:
+                  cache_mb: float = 0.0, crop_area_range=(1.0, 1.0),
+                  crop_aspect_ratio_range=(0.5, 2.0)) -> Iterator[dict]:
   """The training stream of one process (infinite); see the module docstring."""
   for name, value in (("batch_size_per_process", batch_size_per_process),
                       ("num_clips", num_clips), ("clip_len", clip_len), ("stride", stride),
@@ -137,6 +173,7 @@ def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: i
   if cache_mb < 0:
     raise ValueError(f"array_stream: cache_mb (config.data.arrays_cache_mb) must be >= 0, "
                      f"got {cache_mb!r}")
+  _check_crop_ranges(crop_area_range, crop_aspect_ratio_range)
   frames, labels = embedded_arrays.load_split(split_info)
   label = labels[embedded_arrays.label_family(split_info["metadata"], label_key)]
   num_videos, num_frames = frames.shape[0], frames.shape[1]
@@ -144,7 +181,9 @@ def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: i
   global_batch = batch_size_per_process * process_count
   options = dict(num_clips=num_clips, clip_len=clip_len, stride=stride, max_tries=max_tries,
                  min_start_gap=min_start_gap, reverse_prob=reverse_prob,
-                 shuffle_frames=shuffle_frames, flip_prob=flip_prob)
+                 shuffle_frames=shuffle_frames, flip_prob=flip_prob,
+                 frame_shape=frames.shape[2:4], crop_area_range=tuple(crop_area_range),
+                 crop_aspect_ratio_range=tuple(crop_aspect_ratio_range))
   epoch_order = {}
 
   def video_of(element: int) -> int:
@@ -160,11 +199,15 @@ def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: i
     videos, starts, clips, flips = [], [], [], []
     for element in range(first, first + batch_size_per_process):
       video = video_of(element)
-      s, indices, f = _element_indices(np.random.default_rng([seed, 1, element]), num_frames,
-                                       **options)
+      s, indices, f, windows = _element_indices(np.random.default_rng([seed, 1, element]),
+                                                num_frames, **options)
       videos.append(video)
       starts.append(s)
-      clips.append(resized.clips(video, indices, f, output_uint8))
+      if windows is None:
+        clips.append(resized.clips(video, indices, f, output_uint8))
+      else:
+        clips.append(cropped_clip_pixels(frames[video], indices, windows, crop_size, f,
+                                         output_uint8))
     yield {"clips": np.stack(clips), "starts": np.stack(starts).astype(np.int32),
            "label": label[videos].astype(np.int32),
            "video_id": np.asarray(videos, np.int32)}

@@ -11,8 +11,8 @@ Contract:
       the array splits' info dicts.
   `train_stream(config, data, *, batch_size, seed)`: linear-evaluation training views as
       `pipeline.make_linear_train_dataset` (K = 1, the pretraining augmentation without
-      colour and blur: whole frames, the flip drawn per clip); a crop area below 1 is refused,
-      naming the key.
+      colour and blur: the random resized crop and the flip drawn per clip, as the TF
+      pipeline draws them; whole frames at crop area 1, as in the demo).
   `eval_stream(config, data)`: `eval.num_clips` x `eval.num_crops` views per test video
       (`array_stream.eval_batches`).
   `read_labels(split_info, label_keys) -> {'video_id': [N], key: [N]}` as
@@ -64,15 +64,12 @@ def resolve_data(config, pre) -> job_lib.EvalData:
 def train_stream(config, data: job_lib.EvalData, *, batch_size: int,
                  seed: int) -> Iterator[dict]:
   augment = data.augment.without_color()
-  if augment.crop_area_range[0] < 1.0:
-    raise ValueError(
-        f"the array inputs take whole frames, but the pretraining run's "
-        f"data.aug_crop_area_min is {augment.crop_area_range[0]}: evaluate it with the "
-        "TensorFlow inputs (fidelity --source records)")
   return array_stream.train_batches(
       data.train_source, batch_size_per_process=batch_size, num_clips=1,
       clip_len=data.clip_len, stride=data.stride, crop_size=data.crop_size, seed=seed,
-      label_key=config.label_key, flip_prob=augment.flip_prob)
+      label_key=config.label_key, flip_prob=augment.flip_prob,
+      crop_area_range=augment.crop_area_range,
+      crop_aspect_ratio_range=augment.crop_aspect_ratio_range)
 
 
 def eval_stream(config, data: job_lib.EvalData) -> Iterator[dict]:

@@ -4,14 +4,14 @@ host without TensorFlow: `embedded_arrays` (the embedded videos rendered to NumP
 e.g. the photo set's, `corp_jax.data.photo_arrays`).
 
 Contract:
-  `validate(data)`: raises ValueError naming the key when `config.data` asks for what this
-      source does not do: a random resized crop (`aug_crop_area_min` < 1; the clips are
-      whole frames resized to `crop_size`, as the TF pipeline with crop area 1), or source
-      `arrays` without `arrays_dir`.
+  `validate(data)`: raises ValueError naming the key for source `arrays` without
+      `arrays_dir`, or a crop area outside (0, 1].
   `make_train_inputs(config, *, per_process_batch, start_step) -> inputs.TrainInputs`: the
       stream of `array_stream.train_batches` over the train split sized by
       `config.data.embedded_*` in `embedded_cache_dir(config.data.cache_dir)` (or the train
-      split of `config.data.arrays_dir`). Flip, colour
+      split of `config.data.arrays_dir`). The random resized crop (`aug_crop_area_min` < 1)
+      is cut on the host (`array_stream`, one window per clip, the TF pipeline's
+      distribution); flip, colour
       jitter, grayscale and blur, when configured, run on the accelerator in the train step
       (`augment_jax`, the `accel_aug` path: the same parameter distribution and maths as the
       TF pipeline's): the clips are then uint8, as they are with `config.data.accel_aug`.
@@ -28,12 +28,17 @@ def validate(data) -> None:
         "config.data.arrays_dir is required for config.data.source='arrays', e.g. "
         "--config.data.arrays_dir=/data/photo/arrays (python -m corp_jax.tools.photo_set "
         "--out /data/photo --arrays writes it)")
-  low = augment_config(data).crop_area_range[0]
-  if low < 1.0:
-    raise ValueError(
-        f"config.data.source={data.source!r} feeds whole frames and has no random resized "
-        f"crop: set config.data.aug_crop_area_min=1.0 (got {low}), or use "
-        "config.data.source='embedded' (the TensorFlow pipeline) for cropped clips")
+  low = data.get("aug_crop_area_min", 1.0)
+  if not 0.0 < float(low) <= 1.0:
+    raise ValueError(f"config.data.aug_crop_area_min must be in (0, 1] (the random resized "
+                     f"crop's smallest area fraction; 1 = whole frames), got {low!r}")
+
+
+def crop_ranges(data) -> dict:
+  """The random resized crop's ranges of `config.data`, as `array_stream` takes them."""
+  cfg = augment_config(data)
+  return dict(crop_area_range=tuple(cfg.crop_area_range),
+              crop_aspect_ratio_range=tuple(cfg.crop_aspect_ratio_range))
 
 
 def accelerator_augments(data) -> bool:
@@ -69,5 +74,5 @@ def make_train_inputs(config, *, per_process_batch: int, start_step: int):
       process_count=jax.process_count(), min_start_gap=int(data.get("min_start_gap", 0)),
       reverse_prob=float(data.get("reverse_video_prob", 0.0)),
       shuffle_frames=bool(data.get("shuffle_frames_in_clip", False)), output_uint8=uint8,
-      cache_mb=float(data.get("arrays_cache_mb", 0)))
+      cache_mb=float(data.get("arrays_cache_mb", 0)), **crop_ranges(data))
   return TrainInputs(stream, split["num_examples"], uint8)
