@@ -83,7 +83,8 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   # at chance; CVRL's full strength made the projection collapse onto its mean direction
   # within ~20 steps (docs/EXPERIMENTS.md). At 10,000 steps on the photo set's validation
   # draw, colour jitter 0.8 + grayscale 0.2 lowered CORP_m's motion probe (30.2 -> 18.1)
-  # and SimCLR's (17.3 -> 12.3) (docs/FIDELITY.md).
+  # and SimCLR's (17.3 -> 12.3); the paper's crop (area 0.3-1) kept CORP_m's order task at
+  # chance for all 10,000 steps (motion 16.0, SimCLR with it 18.3) (docs/FIDELITY.md).
   d.aug_crop_area_min = 1.0
   d.aug_flip_prob = 0.0
   d.aug_color_jitter_prob = 0.0

@@ -126,3 +126,35 @@ def test_cropped_clips_are_resized_windows_one_per_clip(tmp_path):
   assert len({tuple(x) for x in windows}) > len(windows) // 2
   pairs = windows.reshape(-1, 2, 4)
   assert np.mean(np.any(pairs[:, 0] != pairs[:, 1], axis=1)) > 0.5
+
+
+def test_the_probe_can_take_whole_frame_training_views(tmp_path):
+  """`fidelity_probe --train_views whole` drops the pretraining crop from the probe's
+  training views (and nothing else); the protocol keeps it."""
+  from corp_jax.evaluate import array_data  # pylint: disable=g-import-not-at-top
+  from corp_jax.evaluate import job as job_lib  # pylint: disable=g-import-not-at-top
+  from corp_jax.data.augment_params import AugmentConfig  # pylint: disable=g-import-not-at-top
+  from corp_jax.tools import fidelity_probe  # pylint: disable=g-import-not-at-top
+  split = _coordinate_split(tmp_path)
+  data = job_lib.EvalData(split, split, 6, [str(i) for i in range(6)], 6, clip_len=4,
+                          stride=2, crop_size=CROP,
+                          augment=AugmentConfig(crop_area_range=AREA, flip_prob=0.0,
+                                                color_jitter_prob=0.8))
+  config = type("Config", (), {"label_key": "clip/label/index"})()
+  frames = np.load(split["frames_path"])
+  protocol = fidelity_probe.training_views(data, "pretraining")
+  whole = fidelity_probe.training_views(data, "whole")
+  assert protocol is data and whole.augment.color_jitter_prob == 0.8
+  assert whole.augment.crop_area_range == (1.0, 1.0)
+  cropped = next(array_data.train_stream(config, protocol, batch_size=6, seed=0))
+  plain = next(array_data.train_stream(config, whole, batch_size=6, seed=0))
+  np.testing.assert_array_equal(cropped["video_id"], plain["video_id"])
+  for row, video in enumerate(plain["video_id"]):
+    indices = sampling.clip_frame_indices(plain["starts"][row], 4, 2, FRAMES)
+    np.testing.assert_allclose(plain["clips"][row],
+                               array_stream.clip_pixels(frames[video], indices, CROP),
+                               atol=1e-6)
+  assert not np.allclose(cropped["clips"], plain["clips"])
+  with pytest.raises(ValueError, match="train_views"):
+    fidelity_probe.training_views(data, "crop")
+  assert fidelity_probe.main(["p", "w", "embedded", "o.json", "--train_views", "x"]) == 2

@@ -2,7 +2,7 @@
 probe of the linear_eval job and a k-NN probe, on one set of frozen features.
 
   python -m corp_jax.tools.fidelity_probe PRETRAIN_WORKDIR SET OUT_JSON [--linear_preset P]
-      [--source records|arrays]
+      [--source records|arrays] [--train_views pretraining|whole]
 
 SET is `embedded` (the pretraining run's embedded data set; families `appearance` and
 `motion`) or the `set.json` of a shard set (`corp_jax.tools.photo_set` writes one: shard
@@ -13,7 +13,8 @@ splits (`corp_jax.evaluate.array_data`), the same views without TensorFlow: the 
 videos rendered to arrays (no JPEG), or the `arrays_dir` of a set built with
 `photo_set --arrays` (no codec).
 
-Contract: `probe(pretrain_workdir, set_spec, linear_preset='', source='records') -> dict`
+Contract: `probe(pretrain_workdir, set_spec, linear_preset='', source='records',
+train_views='pretraining') -> dict`
 restores the latest backbone, resolves the data with the linear_eval config of `linear_preset`
 (corp_jax/evaluate/config_defaults.py; its defaults unchanged: frozen backbone and BatchNorm
 statistics, `cache.train_passes` augmented views per training video without colour or blur,
@@ -28,7 +29,11 @@ among test videos predicted inside their own reversal pair, the share given the 
 (0.5 = no sense of direction). For a model with a relation head (corp_f, corp_m,
 order_only), 'order_views': the head's same-video order accuracy on the test videos' views
 and on as many training videos' views (`corp_jax.tools.view_order`: order on videos never
-trained on, against order that may be learned per video). Returns and writes {family:
+trained on, against order that may be learned per video). `train_views='whole'` (CLI
+`--train_views whole`) takes the training views as whole frames, without the pretraining
+run's random resized crop (`training_views`): not the protocol, but one probe for runs
+pretrained with and without the crop, whose protocol probes differ in their training views.
+Returns and writes {family:
 {'linear_top1', 'knn_top1', 'num_classes', 'linear_direction', 'knn_direction', ...},
 'order_views': {'test_videos': {'accuracy', ...}, 'train_videos': {...}}, 'timing': {...}}.
 """
@@ -157,15 +162,30 @@ def held_out_order(pretrain_workdir: str, step: int, config, data, inputs, test:
           "train_videos": dict(train_order, videos=int(len(train["outputs"])))}
 
 
+TRAIN_VIEWS = ("pretraining", "whole")
+
+
+def training_views(data: job_lib.EvalData, train_views: str) -> job_lib.EvalData:
+  """The probe's data with its training views' augmentation: 'pretraining' (the protocol:
+  the pretraining run's crop and flip) or 'whole' (its flip, whole frames)."""
+  if train_views not in TRAIN_VIEWS:
+    raise ValueError(f"fidelity_probe: train_views must be one of {TRAIN_VIEWS}, got "
+                     f"{train_views!r}")
+  if train_views == "pretraining":
+    return data
+  return dataclasses.replace(
+      data, augment=dataclasses.replace(data.augment, crop_area_range=(1.0, 1.0)))
+
+
 def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "",
-          source: str = "records") -> dict:
+          source: str = "records", train_views: str = "pretraining") -> dict:
   """See the module docstring."""
   started = time.time()
   manifest = read_set(set_spec)
   inputs, read_labels = _inputs(source, manifest)
   config = _config_for(manifest, pretrain_workdir, linear_preset, source)
   backbone = job_lib.restore(config)
-  data = inputs.resolve_data(config, backbone.pretrain_config)
+  data = training_views(inputs.resolve_data(config, backbone.pretrain_config), train_views)
   families = _families(manifest, data)
   mesh = mesh_lib.create_mesh()
   from corp_jax.evaluate import features as features_lib  # pylint: disable=g-import-not-at-top
@@ -215,18 +235,23 @@ def probe(pretrain_workdir: str, set_spec: str, linear_preset: str = "",
   results["backbone_step"] = int(backbone.step)
   results["set"] = manifest["name"]
   results["source"] = source
+  results["train_views"] = train_views
   return reports.jsonable(results)
 
 
 def main(argv) -> int:
   options = dict(zip(argv[4::2], argv[5::2]))
-  if (len(argv) < 4 or len(argv) % 2 or set(options) - {"--linear_preset", "--source"}
-      or options.get("--source", "records") not in SOURCES):
+  if (len(argv) < 4 or len(argv) % 2
+      or set(options) - {"--linear_preset", "--source", "--train_views"}
+      or options.get("--source", "records") not in SOURCES
+      or options.get("--train_views", "pretraining") not in TRAIN_VIEWS):
     print("usage: python -m corp_jax.tools.fidelity_probe PRETRAIN_WORKDIR SET OUT_JSON "
-          "[--linear_preset P] [--source records|arrays]", file=sys.stderr)
+          "[--linear_preset P] [--source records|arrays] [--train_views pretraining|whole]",
+          file=sys.stderr)
     return 2
   results = probe(argv[1], argv[2], options.get("--linear_preset", ""),
-                  options.get("--source", "records"))
+                  options.get("--source", "records"),
+                  options.get("--train_views", "pretraining"))
   os.makedirs(os.path.dirname(os.path.abspath(argv[3])), exist_ok=True)
   tmp = argv[3] + ".partial"
   with open(tmp, "w") as f:
