@@ -14,17 +14,18 @@ Contract:
     random resized crop: one window per clip, shared by its T frames, drawn as the TF
     pipeline draws it (`array_frames.sample_crop_window`: the same distribution, not the
     same numbers), then resized to S x S; `flip_prob` flips clips horizontally; no colour
-    or blur here (the train step's `augment_jax` does them on uint8 clips). Options as in `pipeline`: `min_start_gap`, `reverse_prob` (the
-    whole video played backwards, starts kept), `shuffle_frames` (each clip's frames in a
-    random order).
+    or blur here (the train step's `augment_jax` does them on uint8 clips). Options as in
+    `pipeline`: `min_start_gap`, `reverse_prob` (the whole video played backwards, starts
+    kept), `shuffle_frames` (each clip's frames in a random order).
     Determinism and resume: the global stream is a pure function of `seed`. Element n
     (counting across epochs) shows video perm_e[n mod N] of the permutation of epoch
     e = n // N drawn from default_rng([seed, 0, e]), with its random draws from
     default_rng([seed, 1, n]) in a fixed order (Eq. 3 uniforms [max_tries, K], reversal,
     frame order, flips, then the crop windows of clips 1..K when cropping: the earlier
-    draws, and so the clips' frames, do not depend on the crop setting). Batch `step` holds elements [step * G, (step + 1) * G), G = B * P
-    the global batch, and process p yields rows [p B, (p + 1) B) of it: `start_step=N` yields
-    exactly batches N, N+1, ... of the `start_step=0` stream, for any number of processes.
+    draws, and so the clips' frames, do not depend on the crop setting). Batch `step`
+    holds elements [step * G, (step + 1) * G), G = B * P the global batch, and process p
+    yields rows [p B, (p + 1) B) of it: `start_step=N` yields exactly batches N, N+1, ...
+    of the `start_step=0` stream, for any number of processes.
     `cache_mb` > 0 keeps the whole-frame resize of each video it meets (float32, up to that
     many megabytes per process), so a video is resized once rather than on every visit
     (on the 4,000-video photo set the resize was most of the stream's time); the resize is
