@@ -33,8 +33,8 @@ trained on, against order that may be learned per video). `train_views='whole'` 
 `--train_views whole`) takes the training views as whole frames, without the pretraining
 run's random resized crop (`training_views`): not the protocol, but one probe for runs
 pretrained with and without the crop, whose protocol probes differ in their training views.
-Returns and writes {family:
-{'linear_top1', 'knn_top1', 'num_classes', 'linear_direction', 'knn_direction', ...},
+Returns and writes {family: {'linear_top1', 'knn_top1', 'num_classes', 'linear_direction',
+'knn_direction', ...},
 'order_views': {'test_videos': {'accuracy', ...}, 'train_videos': {...}}, 'timing': {...}}.
 """
 
