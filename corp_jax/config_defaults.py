@@ -86,6 +86,10 @@ def _base(objective: str) -> ml_collections.ConfigDict:
   # and SimCLR's (17.3 -> 12.3); the paper's crop (area 0.3-1) kept CORP_m's order task at
   # chance for all 10,000 steps (motion 16.0, SimCLR with it 18.3) (docs/FIDELITY.md).
   d.aug_crop_area_min = 1.0
+  # Beyond the paper, a diagnostic off in every recipe: one crop window shared by a video's
+  # K clips (the paper draws one per clip), so that the clips' framing matches while the
+  # crop still varies across videos and visits (docs/FIDELITY.md).
+  d.aug_crop_shared_across_clips = False
   d.aug_flip_prob = 0.0
   d.aug_color_jitter_prob = 0.0
   d.aug_color_strength = 0.4

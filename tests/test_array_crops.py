@@ -158,3 +158,68 @@ def test_the_probe_can_take_whole_frame_training_views(tmp_path):
   with pytest.raises(ValueError, match="train_views"):
     fidelity_probe.training_views(data, "crop")
   assert fidelity_probe.main(["p", "w", "embedded", "o.json", "--train_views", "x"]) == 2
+
+
+def test_a_shared_window_cuts_every_clip_of_a_video_alike(tmp_path):
+  """`crop_shared` (beyond the paper): clip 1's window, the one the per-clip stream draws
+  for clip 1, cut from all K clips; nothing drawn before the windows changes."""
+  split = _coordinate_split(tmp_path)
+  args = dict(batch_size_per_process=6, num_clips=3, clip_len=4, stride=2, crop_size=CROP,
+              seed=11, label_key="clip/label/index", crop_area_range=AREA)
+  per_clip = array_stream.train_batches(split, **args)
+  shared = array_stream.train_batches(split, crop_shared=True, **args)
+  differ = 0
+  for _ in range(3):
+    a, b = next(per_clip), next(shared)
+    for key in ("starts", "label", "video_id"):
+      np.testing.assert_array_equal(a[key], b[key])
+    pixels_a, pixels_b = a["clips"] * 255.0, b["clips"] * 255.0
+    # Red and green hold x and y: equal across clips iff their windows are equal.
+    np.testing.assert_allclose(pixels_b[:, 1:, ..., :2],
+                               np.broadcast_to(pixels_b[:, :1, ..., :2],
+                                               pixels_b[:, 1:, ..., :2].shape), atol=1e-3)
+    np.testing.assert_allclose(pixels_b[:, 0], pixels_a[:, 0], atol=1e-3)
+    differ += int(np.sum(np.abs(pixels_a[:, 1:, ..., :2] - pixels_a[:, :1, ..., :2]).max(
+        axis=(2, 3, 4, 5)) > 0.5))
+  assert differ > 18  # of 36 later clips, per-clip windows mostly differ from clip 1's
+
+
+def test_the_tf_pipeline_shares_the_window_when_asked():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from corp_jax.data.augment_params import AugmentConfig  # pylint: disable=g-import-not-at-top
+  # Still videos whose red / green channels are x / y ramps: two clips of a video are equal
+  # exactly when they were cut from the same window.
+  y, x = np.meshgrid(np.arange(HEIGHT), np.arange(WIDTH), indexing="ij")
+  videos = [np.broadcast_to(np.stack([4 * x % 256, 5 * y, np.full_like(x, 40 * v)], -1),
+                            (FRAMES, HEIGHT, WIDTH, 3)).astype(np.uint8) for v in range(4)]
+
+  def clips(shared):
+    source = tf.data.Dataset.from_generator(
+        lambda: ({"frames": f, "label": np.int32(v)} for v, f in enumerate(videos)),
+        output_signature={"frames": tf.TensorSpec([None, HEIGHT, WIDTH, 3], tf.uint8),
+                          "label": tf.TensorSpec([], tf.int32)})
+    augment = AugmentConfig(crop_area_range=AREA, flip_prob=0.0,
+                            crop_shared_across_clips=shared).without_color()
+    stream = pipeline.make_train_dataset(
+        source, batch_size_per_process=4, num_clips=2, clip_len=4, stride=2, crop_size=CROP,
+        seed=2, shuffle_buffer=4, augment=augment, accel_aug=True, process_index=0,
+        process_count=1)
+    return np.concatenate([next(stream)["clips"] for _ in range(3)]).astype(np.int32)
+
+  shared, per_clip = clips(True), clips(False)
+  np.testing.assert_array_equal(shared[:, 0], shared[:, 1])
+  assert np.mean(np.any(per_clip[:, 0] != per_clip[:, 1], axis=(1, 2, 3, 4))) > 0.5
+
+
+def test_the_shared_window_option_reaches_both_sources():
+  from corp_jax import config_defaults  # pylint: disable=g-import-not-at-top
+  from corp_jax.data import from_config  # pylint: disable=g-import-not-at-top
+  from corp_jax.train import array_inputs  # pylint: disable=g-import-not-at-top
+  data = config_defaults.pretrain_config("corp_m").data
+  assert not data.aug_crop_shared_across_clips  # off in every recipe
+  assert not from_config.augment_config(data).crop_shared_across_clips
+  with data.unlocked():
+    data.aug_crop_shared_across_clips = True
+  assert from_config.augment_config(data).crop_shared_across_clips
+  assert array_inputs.crop_ranges(data)["crop_shared"] is True

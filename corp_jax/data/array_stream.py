@@ -13,7 +13,8 @@ Contract:
     resize), i.e. the TF pipeline with crop area 1, or with `crop_area_range` below 1 a
     random resized crop: one window per clip, shared by its T frames, drawn as the TF
     pipeline draws it (`array_frames.sample_crop_window`: the same distribution, not the
-    same numbers), then resized to S x S; `flip_prob` flips clips horizontally; no colour
+    same numbers), then resized to S x S (`crop_shared=True`, beyond the paper: clip 1's
+    window cut from every clip of the video); `flip_prob` flips clips horizontally; no colour
     or blur here (the train step's `augment_jax` does them on uint8 clips). Options as in
     `pipeline`: `min_start_gap`, `reverse_prob` (the whole video played backwards, starts
     kept), `shuffle_frames` (each clip's frames in a random order).
@@ -21,7 +22,8 @@ Contract:
     (counting across epochs) shows video perm_e[n mod N] of the permutation of epoch
     e = n // N drawn from default_rng([seed, 0, e]), with its random draws from
     default_rng([seed, 1, n]) in a fixed order (Eq. 3 uniforms [max_tries, K], reversal,
-    frame order, flips, then the crop windows of clips 1..K when cropping: the earlier
+    frame order, flips, then the crop windows of clips 1..K when cropping (clip 1's only
+    with `crop_shared`, so clip 1's window is the same either way): the earlier
     draws, and so the clips' frames, do not depend on the crop setting). Batch `step`
     holds elements [step * G, (step + 1) * G), G = B * P the global batch, and process p
     yields rows [p B, (p + 1) B) of it: `start_step=N` yields exactly batches N, N+1, ...
@@ -128,7 +130,8 @@ def _finish_clips(resized: np.ndarray, shape, flips, output_uint8: bool) -> np.n
 def _element_indices(rng: np.random.Generator, num_frames: int, *, num_clips: int,
                      clip_len: int, stride: int, max_tries: int, min_start_gap: int,
                      reverse_prob: float, shuffle_frames: bool, flip_prob: float,
-                     frame_shape, crop_area_range, crop_aspect_ratio_range):
+                     frame_shape, crop_area_range, crop_aspect_ratio_range,
+                     crop_shared: bool = False):
   """(starts [K], frame indices [K, T], flips [K], crop windows or None) of one element;
   draws in a fixed order."""
   draws = rng.random((max_tries, num_clips), dtype=np.float64)
@@ -139,7 +142,9 @@ def _element_indices(rng: np.random.Generator, num_frames: int, *, num_clips: in
   if crop_area_range[0] < 1.0:
     windows = [array_frames.sample_crop_window(rng, frame_shape[0], frame_shape[1],
                                                crop_area_range, crop_aspect_ratio_range)
-               for _ in range(num_clips)]
+               for _ in range(1 if crop_shared else num_clips)]
+    if crop_shared:
+      windows = windows * num_clips
   starts = sampling.starts_from_draws(draws, num_frames, clip_len, stride, num_clips,
                                       min_start_gap)
   indices = sampling.clip_frame_indices(starts, clip_len, stride, num_frames)
@@ -157,7 +162,8 @@ def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: i
                   reverse_prob: float = 0.0, shuffle_frames: bool = False,
                   flip_prob: float = 0.0, output_uint8: bool = False,
                   cache_mb: float = 0.0, crop_area_range=(1.0, 1.0),
-                  crop_aspect_ratio_range=(0.5, 2.0)) -> Iterator[dict]:
+                  crop_aspect_ratio_range=(0.5, 2.0),
+                  crop_shared: bool = False) -> Iterator[dict]:
   """The training stream of one process (infinite); see the module docstring."""
   for name, value in (("batch_size_per_process", batch_size_per_process),
                       ("num_clips", num_clips), ("clip_len", clip_len), ("stride", stride),
@@ -184,7 +190,8 @@ def train_batches(split_info: dict, *, batch_size_per_process: int, num_clips: i
                  min_start_gap=min_start_gap, reverse_prob=reverse_prob,
                  shuffle_frames=shuffle_frames, flip_prob=flip_prob,
                  frame_shape=frames.shape[2:4], crop_area_range=tuple(crop_area_range),
-                 crop_aspect_ratio_range=tuple(crop_aspect_ratio_range))
+                 crop_aspect_ratio_range=tuple(crop_aspect_ratio_range),
+                 crop_shared=bool(crop_shared))
   epoch_order = {}
 
   def video_of(element: int) -> int:

@@ -37,6 +37,9 @@ class AugmentConfig:
   """Distribution of the per-clip augmentation (defaults: CVRL strength 1.0)."""
   crop_area_range: Tuple[float, float] = (0.3, 1.0)
   crop_aspect_ratio_range: Tuple[float, float] = (0.5, 2.0)
+  # Beyond the paper (a diagnostic, off in every recipe): one crop window for all K clips of
+  # a video instead of one per clip (the paper's Sec. 3.2), so the clips' framing matches.
+  crop_shared_across_clips: bool = False
   flip_prob: float = 0.5
   color_jitter_prob: float = 0.8
   brightness: float = 0.8

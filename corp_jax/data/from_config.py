@@ -55,7 +55,10 @@ def augment_config(data) -> AugmentConfig:
                      "version of corp_jax has them (pretrain again, or add the values that run "
                      "used)")
   return AugmentConfig(
-      crop_area_range=(data.aug_crop_area_min, 1.0), flip_prob=data.aug_flip_prob,
+      crop_area_range=(data.aug_crop_area_min, 1.0),
+      # .get: configs written before the option existed lack it (it was then always off).
+      crop_shared_across_clips=bool(data.get("aug_crop_shared_across_clips", False)),
+      flip_prob=data.aug_flip_prob,
       color_jitter_prob=data.aug_color_jitter_prob, brightness=data.aug_color_strength,
       contrast=data.aug_color_strength, saturation=data.aug_color_strength,
       hue=0.2 * data.aug_color_strength, grayscale_prob=data.aug_grayscale_prob,

@@ -118,8 +118,11 @@ def _train_map_fn(*, seed: int, num_clips: int, clip_len: int, stride: int, crop
         return crop.to_uint8_tf(clip)
       return augment_tf.augment_clip_tf(clip, augment_seed, augment)
 
+    crop_seeds = seeds[1:1 + num_clips]
+    if augment.crop_shared_across_clips:  # beyond the paper: clip 1's window for every clip
+      crop_seeds = tf.repeat(seeds[1:2], num_clips, axis=0)
     # map_fn traces the per-clip graph once (not K times) and keeps clip k at position k.
-    clips = tf.map_fn(one_clip, (indices, seeds[1:1 + num_clips], seeds[1 + num_clips:]),
+    clips = tf.map_fn(one_clip, (indices, crop_seeds, seeds[1 + num_clips:]),
                       fn_output_signature=tf.TensorSpec(
                           [clip_len, crop_size, crop_size, 3],
                           tf.uint8 if accel_aug else tf.float32))

@@ -38,7 +38,8 @@ def crop_ranges(data) -> dict:
   """The random resized crop's ranges of `config.data`, as `array_stream` takes them."""
   cfg = augment_config(data)
   return dict(crop_area_range=tuple(cfg.crop_area_range),
-              crop_aspect_ratio_range=tuple(cfg.crop_aspect_ratio_range))
+              crop_aspect_ratio_range=tuple(cfg.crop_aspect_ratio_range),
+              crop_shared=cfg.crop_shared_across_clips)
 
 
 def accelerator_augments(data) -> bool:
