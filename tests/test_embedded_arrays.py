@@ -259,7 +259,8 @@ def test_array_source_checks_the_crop_area_and_augments_on_the_accelerator():
     config.data.aug_crop_area_min = 0.3  # the paper's crop: cut on the host
   inputs.validate_data_config(config.data)
   assert array_inputs.crop_ranges(config.data) == {"crop_area_range": (0.3, 1.0),
-                                                   "crop_aspect_ratio_range": (0.5, 2.0)}
+                                                   "crop_aspect_ratio_range": (0.5, 2.0),
+                                                   "crop_shared": False}
   for bad in (0.0, 1.5):
     with config.unlocked():
       config.data.aug_crop_area_min = bad
