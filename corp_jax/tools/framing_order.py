@@ -40,21 +40,6 @@ _ARRAY_SOURCES = ("arrays", "embedded_arrays")
 _BATCH = 64  # videos per stream batch: bounds the host memory of one batch of clips
 
 
-def _split_info(data, split: str) -> dict:
-  """The array split a pretraining config's data trained on (`split='train'`) or holds out."""
-  if split not in ("train", "test"):
-    raise ValueError(f"framing_order: split must be 'train' or 'test', got {split!r}")
-  if data.source == "arrays":
-    from corp_jax.data import photo_arrays  # pylint: disable=g-import-not-at-top
-    return photo_arrays.open_arrays(data.arrays_dir)[split]
-  from corp_jax.data import embedded_arrays  # pylint: disable=g-import-not-at-top
-  from corp_jax.data.from_config import embedded_cache_dir  # pylint: disable=g-import-not-at-top
-  return embedded_arrays.ensure_embedded_arrays(
-      embedded_cache_dir(data.cache_dir), num_train=data.embedded_num_train,
-      num_test=data.embedded_num_test, frame_size=data.embedded_frame_size,
-      num_frames=data.embedded_num_frames)[split]
-
-
 def _crop_options(framing: str, area_min: float) -> dict:
   if framing == "whole":
     return {}
@@ -78,6 +63,9 @@ def framing_order(workdir: str, *, split: str = "train", num_videos: int = 512,
   """See the module docstring."""
   from corp_jax.data import array_stream  # pylint: disable=g-import-not-at-top
   from corp_jax.tools import order_probe  # pylint: disable=g-import-not-at-top
+  from corp_jax.train import array_inputs  # pylint: disable=g-import-not-at-top
+  if split not in ("train", "test"):
+    raise ValueError(f"framing_order: split must be 'train' or 'test', got {split!r}")
   if not 0.0 < area_min <= 1.0:
     raise ValueError(f"framing_order: area_min must be in (0, 1], got {area_min!r}")
   model = order_probe.ProbedModel(workdir, step)
@@ -87,7 +75,7 @@ def framing_order(workdir: str, *, split: str = "train", num_videos: int = 512,
                      f"reads the array sources {_ARRAY_SOURCES} (no TensorFlow)")
   if not model.has_head:
     raise ValueError(f"{workdir}: objective {model.objective!r} has no relation head to ask")
-  info = _split_info(data, split)
+  info = array_inputs.array_split(data, split)
   num_videos = int(min(num_videos, info["num_examples"]))
   batch = min(_BATCH, num_videos)
   result = {"objective": model.objective, "step": int(model.step), "split": split,

@@ -49,15 +49,16 @@ def accelerator_augments(data) -> bool:
       p > 0 for p in (cfg.flip_prob, cfg.color_jitter_prob, cfg.grayscale_prob, cfg.blur_prob))
 
 
-def train_split(data) -> dict:
+def array_split(data, split: str = "train") -> dict:
+  """The split ('train' or 'test') of the array set `config.data` names."""
   if data.source == "arrays":
     from corp_jax.data import photo_arrays  # pylint: disable=g-import-not-at-top
-    return photo_arrays.open_arrays(data.arrays_dir)["train"]
+    return photo_arrays.open_arrays(data.arrays_dir)[split]
   from corp_jax.data import embedded_arrays  # pylint: disable=g-import-not-at-top
   return embedded_arrays.ensure_embedded_arrays(
       embedded_cache_dir(data.cache_dir), num_train=data.embedded_num_train,
       num_test=data.embedded_num_test, frame_size=data.embedded_frame_size,
-      num_frames=data.embedded_num_frames)["train"]
+      num_frames=data.embedded_num_frames)[split]
 
 
 def make_train_inputs(config, *, per_process_batch: int, start_step: int):
@@ -66,7 +67,7 @@ def make_train_inputs(config, *, per_process_batch: int, start_step: int):
   from corp_jax.train.inputs import TrainInputs  # pylint: disable=g-import-not-at-top
   data = config.data
   validate(data)
-  split = train_split(data)
+  split = array_split(data, "train")
   uint8 = accelerator_augments(data)
   stream = array_stream.train_batches(
       split, batch_size_per_process=per_process_batch, num_clips=data.num_clips,
