@@ -35,6 +35,8 @@ import sys
 
 import numpy as np
 
+from corp_jax.tools import view_order
+
 FRAMINGS = ("whole", "shared_crop", "per_clip_crop")
 _ARRAY_SOURCES = ("arrays", "embedded_arrays")
 _BATCH = 64  # videos per stream batch: bounds the host memory of one batch of clips
@@ -53,7 +55,6 @@ def order_of_pairs(head_inputs: np.ndarray, starts: np.ndarray, earlier) -> dict
   ordered = np.take_along_axis(head_inputs, order[:, :, None], axis=1)[:, :, None]
   ordered_starts = np.take_along_axis(starts, order, axis=1)
   distinct = (ordered_starts[:, :, None] != ordered_starts[:, None, :])[..., None]
-  from corp_jax.tools import view_order  # pylint: disable=g-import-not-at-top
   got = view_order.pair_order_accuracy(ordered, distinct, earlier)
   return {"accuracy": got["accuracy"], "pairs": got["pairs"]}
 
@@ -88,11 +89,11 @@ def framing_order(workdir: str, *, split: str = "train", num_videos: int = 512,
         **_crop_options(framing, area_min))
     head_inputs, starts = [], []
     for _ in range(-(-num_videos // batch)):
-      clips = next(stream)
-      flat = clips["clips"].reshape((-1,) + clips["clips"].shape[2:])
+      batch_of = next(stream)
+      flat = batch_of["clips"].reshape((-1,) + batch_of["clips"].shape[2:])
       head_in = model.layers(flat)["head_input"]
-      head_inputs.append(head_in.reshape(clips["starts"].shape + head_in.shape[-1:]))
-      starts.append(clips["starts"])
+      head_inputs.append(head_in.reshape(batch_of["starts"].shape + head_in.shape[-1:]))
+      starts.append(batch_of["starts"])
     result["framings"][framing] = order_of_pairs(
         np.concatenate(head_inputs)[:num_videos], np.concatenate(starts)[:num_videos],
         model.earlier_score)
