@@ -178,7 +178,7 @@ def test_r3d50_has_31_7m_parameters():
   assert {leaf.dtype for leaf in jax.tree.leaves(shapes)} == {jnp.dtype(jnp.float32)}
 
 
-@pytest.mark.parametrize("variant,expected_dim", [("r3d50", 2048), ("r3d18", 512)])
+@pytest.mark.parametrize("variant,expected_dim", [("r3d50", 2048), ("r3d18", 512), ("small", 128)])
 def test_full_size_output_and_stage_resolution(variant, expected_dim):
   """16x224x224 -> res5 at 8x7x7 (temporal stride 2 only in the stem), pooled to F."""
   model = ResNet3D(variant)

@@ -9,7 +9,7 @@ Contract:
   (x - input_mean) / input_std is applied first, inside the module. `feature_dim` is F.
   `ProjectionMLP(in_dim, hidden_dims, out_dim)`: Linear (no bias) -> BatchNorm1d -> ReLU per
   hidden layer, then Linear with bias, like corp_jax.models.ProjectionMLP.
-  `VARIANTS`: the architecture dicts of 'r3d50', 'r3d18', 'tiny', 'r3d50_cvrl' (equal to the JAX
+  `VARIANTS`: the architecture dicts of 'r3d50', 'r3d18', 'tiny', 'small', 'r3d50_cvrl' (equal to the JAX
   VARIANTS; a test checks it), so torch-only code can build a backbone by name.
 This module imports torch only (no JAX, no TensorFlow): it serves exported backbones
 (corp_jax.export), the JAX-vs-PyTorch parity tool and the PyTorch train-step benchmark.
@@ -51,6 +51,8 @@ VARIANTS = {
                   temporal_kernels=(1, 1, 3, 3)),
     "tiny": dict(block="basic", stage_depths=(1, 1, 1, 1), stage_widths=(8, 16, 32, 64),
                  temporal_kernels=(1, 1, 3, 3), stem_width=8, stem_kernel=(3, 5, 5)),
+    "small": dict(block="basic", stage_depths=(1, 1, 1, 1), stage_widths=(16, 32, 64, 128),
+                  temporal_kernels=(1, 1, 3, 3), stem_width=16, stem_kernel=(3, 5, 5)),
     "r3d50_cvrl": dict(block="bottleneck", stage_depths=(3, 4, 6, 3),
                        stage_widths=(64, 128, 256, 512), temporal_kernels=(1, 1, 3, 3),
                        padding="same", bn_epsilon=1e-3),

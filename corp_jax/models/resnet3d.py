@@ -113,6 +113,11 @@ VARIANTS: dict[str, BackboneSpec] = {
     "tiny": BackboneSpec(block="basic", stage_depths=(1, 1, 1, 1),
                          stage_widths=(8, 16, 32, 64), temporal_kernels=(1, 1, 3, 3),
                          stem_width=8, stem_kernel=(3, 5, 5)),
+    # The scale step above tiny for CPU studies: twice tiny's widths (feature size 128, 0.50M
+    # parameters); a CORP_m step at the demo's sizes took 1.6x tiny's time on a 2-core CPU.
+    "small": BackboneSpec(block="basic", stage_depths=(1, 1, 1, 1),
+                          stage_widths=(16, 32, 64, 128), temporal_kernels=(1, 1, 3, 3),
+                          stem_width=16, stem_kernel=(3, 5, 5)),
     # r3d50 exactly as CVRL's TF2 Model Garden code computes it (TF 'SAME' padding, BN epsilon
     # 1e-3): the variant for its published checkpoints (config.init_from). Same parameters.
     "r3d50_cvrl": BackboneSpec(block="bottleneck", stage_depths=(3, 4, 6, 3),
