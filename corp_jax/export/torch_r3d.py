@@ -9,8 +9,8 @@ Contract:
   (x - input_mean) / input_std is applied first, inside the module. `feature_dim` is F.
   `ProjectionMLP(in_dim, hidden_dims, out_dim)`: Linear (no bias) -> BatchNorm1d -> ReLU per
   hidden layer, then Linear with bias, like corp_jax.models.ProjectionMLP.
-  `VARIANTS`: the architecture dicts of 'r3d50', 'r3d18', 'tiny', 'small', 'r3d50_cvrl' (equal to the JAX
-  VARIANTS; a test checks it), so torch-only code can build a backbone by name.
+  `VARIANTS`: the architecture dicts of 'r3d50', 'r3d18', 'tiny', 'small', 'r3d50_cvrl' (equal
+  to the JAX VARIANTS; a test checks it), so torch-only code can build a backbone by name.
 This module imports torch only (no JAX, no TensorFlow): it serves exported backbones
 (corp_jax.export), the JAX-vs-PyTorch parity tool and the PyTorch train-step benchmark.
 
